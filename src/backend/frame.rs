@@ -1,0 +1,76 @@
+/// A packed 8-bit RGB image (3 bytes a pixel, rows without padding).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl RgbFrame {
+    /// A frame of one colour.
+    pub fn filled(width: u32, height: u32, rgb: [u8; 3]) -> Self {
+        let data = rgb
+            .iter()
+            .copied()
+            .cycle()
+            .take(width as usize * height as usize * 3)
+            .collect();
+        Self {
+            width,
+            height,
+            data,
+        }
+    }
+
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+}
+
+impl std::fmt::Debug for RgbFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RgbFrame({}x{})", self.width, self.height)
+    }
+}
+
+/// One frame of an edited clip, at its time on the clip's own timeline.
+#[derive(Debug, Clone)]
+pub struct ClipFrame {
+    pub pts: gst::ClockTime,
+    pub image: RgbFrame,
+}
+
+/// What a backend gives back. Its frames may have another rate, count or size than the
+/// request's: the element maps them to the window's frames by timestamp and scales them.
+#[derive(Debug, Clone, Default)]
+pub struct EditedClip {
+    pub frames: Vec<ClipFrame>,
+}
+
+impl EditedClip {
+    /// A clip whose frames stand at `i / frame_rate`, as a request's frames do.
+    pub fn at_rate(images: Vec<RgbFrame>, frame_rate: gst::Fraction) -> Self {
+        let frames = images
+            .into_iter()
+            .enumerate()
+            .map(|(i, image)| ClipFrame {
+                pts: frame_time(i as u64, frame_rate),
+                image,
+            })
+            .collect();
+        Self { frames }
+    }
+}
+
+/// The time of frame `i` at `frame_rate`.
+pub fn frame_time(i: u64, frame_rate: gst::Fraction) -> gst::ClockTime {
+    let (num, den) = (frame_rate.numer() as u64, frame_rate.denom() as u64);
+    gst::ClockTime::from_nseconds(
+        (i * den)
+            .mul_div_floor(gst::ClockTime::SECOND.nseconds(), num)
+            .unwrap_or(0),
+    )
+}
+
+use gst::prelude::MulDiv;

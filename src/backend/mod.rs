@@ -1,0 +1,248 @@
+//! Backends edit one window of frames.
+//!
+//! A backend is anything that implements [`Backend`]: the built-in ones are made by
+//! [`create`] from the element's settings, and an application can hand the element a
+//! backend object of its own with [`crate::WanEdit::set_backend`].
+
+mod error;
+mod frame;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use gst::glib;
+
+pub use error::{BackendError, ConfigError};
+pub use frame::{frame_time, ClipFrame, EditedClip, RgbFrame};
+pub use report::{JobReporter, JobUpdate};
+
+/// A frame size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Size {
+    pub const fn new(width: u32, height: u32) -> Self {
+        Self { width, height }
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// The model resolution class a window is edited at.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstWanEditResolution")]
+pub enum Resolution {
+    #[default]
+    #[enum_value(name = "480p: 832x480, 480x832 or 624x624", nick = "480p")]
+    P480,
+    #[enum_value(name = "720p: 1280x720, 720x1280 or 960x960", nick = "720p")]
+    P720,
+}
+
+impl Resolution {
+    /// The Wan buckets of this resolution class: landscape, portrait and square.
+    pub fn wan_buckets(self) -> Vec<Size> {
+        match self {
+            Resolution::P480 => vec![Size::new(832, 480), Size::new(480, 832), Size::new(624, 624)],
+            Resolution::P720 => vec![
+                Size::new(1280, 720),
+                Size::new(720, 1280),
+                Size::new(960, 960),
+            ],
+        }
+    }
+
+    pub fn nick(self) -> &'static str {
+        match self {
+            Resolution::P480 => "480p",
+            Resolution::P720 => "720p",
+        }
+    }
+}
+
+/// Which built-in backend edits the windows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstWanEditBackend")]
+pub enum BackendKind {
+    #[default]
+    #[enum_value(
+        name = "Auto: a model directory for candle, else the first provider whose key is set",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(name = "Candle: the Wan model in-process (CUDA or CPU)", nick = "candle")]
+    Candle,
+    #[enum_value(name = "Replicate (REPLICATE_API_TOKEN)", nick = "replicate")]
+    Replicate,
+    #[enum_value(name = "fal.ai (FAL_KEY)", nick = "fal")]
+    Fal,
+    #[enum_value(name = "WaveSpeed AI (WAVESPEED_API_KEY)", nick = "wavespeed")]
+    Wavespeed,
+    #[enum_value(name = "Together AI (TOGETHER_API_KEY)", nick = "together")]
+    Together,
+    #[enum_value(name = "A self-hosted Cog server (endpoint=http://host:5000)", nick = "cog")]
+    Cog,
+    #[enum_value(
+        name = "Custom: a backend object the application gave with WanEdit::set_backend",
+        nick = "custom"
+    )]
+    Custom,
+}
+
+impl BackendKind {
+    pub fn nick(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Candle => "candle",
+            BackendKind::Replicate => "replicate",
+            BackendKind::Fal => "fal",
+            BackendKind::Wavespeed => "wavespeed",
+            BackendKind::Together => "together",
+            BackendKind::Cog => "cog",
+            BackendKind::Custom => "custom",
+        }
+    }
+}
+
+/// The window lengths a backend accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub min: usize,
+    pub max: usize,
+    /// Wan's VAE compresses time by 4 after the first frame, so Wan models take 4n+1 frames.
+    pub four_n_plus_one: bool,
+}
+
+impl FrameCounts {
+    pub const WAN: FrameCounts = FrameCounts {
+        min: 5,
+        max: 81,
+        four_n_plus_one: true,
+    };
+
+    pub fn accepts(&self, n: usize) -> bool {
+        n >= self.min && n <= self.max && (!self.four_n_plus_one || n % 4 == 1)
+    }
+
+    /// The smallest accepted length that holds `n` frames, if any.
+    pub fn padded_length(&self, n: usize) -> Option<usize> {
+        (n.max(self.min)..=self.max).find(|&len| self.accepts(len))
+    }
+}
+
+/// What a backend accepts. The element adapts every window to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capabilities {
+    /// The sizes windows may be sent at; the element picks the one closest in aspect ratio
+    /// to the input. Empty means any size: windows are sent at the input size.
+    pub sizes: Vec<Size>,
+    pub frame_counts: FrameCounts,
+    /// Whether `reference-image` can be honoured.
+    pub reference_image: bool,
+    /// How many windows the backend edits at once; the element runs at most
+    /// `min(max-in-flight, max_concurrency)` jobs.
+    pub max_concurrency: usize,
+}
+
+/// The user's editing parameters, as they stood when a window was submitted.
+///
+/// `None` means "not set by the user": the backend uses its model's default and must not
+/// send the parameter at all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EditParams {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub num_inference_steps: Option<u32>,
+    pub guidance_scale: Option<f64>,
+    pub strength: Option<f64>,
+    pub seed: Option<u64>,
+    pub flow_shift: Option<f64>,
+    pub reference_image: Option<PathBuf>,
+}
+
+/// Identifies a window in messages and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowId {
+    /// Counts windows from 0 since the last flush.
+    pub index: u64,
+    pub first_pts: Option<gst::ClockTime>,
+    /// Real (unpadded) frames of the window.
+    pub frames: usize,
+}
+
+/// One window to edit.
+pub struct EditRequest {
+    pub window: WindowId,
+    /// The frames, all of the same size, already padded to an accepted length. Frame `i`
+    /// stands at `i / frame_rate` on the clip's timeline.
+    pub frames: Vec<RgbFrame>,
+    /// The rate the clip is sent at (16 fps, Wan's native rate): a window is W consecutive
+    /// frames whatever the input rate.
+    pub frame_rate: gst::Fraction,
+    pub params: EditParams,
+    pub reporter: JobReporter,
+}
+
+/// The element's settings that decide which backend is built and how.
+#[derive(Clone, Default)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    pub api_key: Option<String>,
+    pub resolution: Resolution,
+    pub job_timeout: Duration,
+    pub params: EditParams,
+}
+
+// Keeps the key out of any Debug output (logs, panics, error texts).
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("kind", &self.kind)
+            .field("model", &self.model)
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("resolution", &self.resolution)
+            .field("job_timeout", &self.job_timeout)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+/// Edits windows. Implementations must be cheap to share: the element keeps one
+/// `Arc<dyn Backend>` and calls [`Backend::edit`] for several windows at once.
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for messages and errors ("replicate", "candle", ...).
+    fn name(&self) -> &str;
+
+    /// What the backend accepts at the given resolution class.
+    fn capabilities(&self, resolution: Resolution) -> Capabilities;
+
+    /// Edits one window. Dropping the future cancels the work, including a remote job.
+    fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>>;
+}
+
+/// Builds the built-in backend the configuration names.
+///
+/// `auto` and the backends that are not part of this build fail with a message that says
+/// what to set instead.
+pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
+    match config.kind {
+        BackendKind::Custom => Err(ConfigError::NoCustomBackend),
+        BackendKind::Auto => Err(ConfigError::NothingConfigured),
+        kind => Err(ConfigError::NotBuilt(kind.nick())),
+    }
+}

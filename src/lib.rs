@@ -1,0 +1,25 @@
+//! `wanedit`: a GStreamer element that edits video with the Wan video diffusion family.
+//!
+//! The element buffers incoming frames into overlapping windows, edits each window with a
+//! [`backend::Backend`] and crossfades the overlaps, so that the stream keeps its frames,
+//! timestamps and metadata while its pixels change.
+
+use gst::glib;
+
+pub mod backend;
+
+fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Ok(())
+}
+
+gst::plugin_define!(
+    wanedit,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
