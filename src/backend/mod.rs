@@ -4,9 +4,12 @@
 //! [`create`] from the element's settings, and an application can hand the element a
 //! backend object of its own with [`crate::WanEdit::set_backend`].
 
+mod auto;
 mod error;
 mod frame;
+pub mod hosted;
 mod report;
+pub mod runtime;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use futures::future::BoxFuture;
 use gst::glib;
 
 pub use error::{BackendError, ConfigError};
-pub use frame::{frame_time, ClipFrame, EditedClip, RgbFrame};
+pub use frame::{ClipFrame, EditedClip, RgbFrame, frame_time};
 pub use report::{JobReporter, JobUpdate};
 
 /// A frame size in pixels.
@@ -54,7 +57,11 @@ impl Resolution {
     /// The Wan buckets of this resolution class: landscape, portrait and square.
     pub fn wan_buckets(self) -> Vec<Size> {
         match self {
-            Resolution::P480 => vec![Size::new(832, 480), Size::new(480, 832), Size::new(624, 624)],
+            Resolution::P480 => vec![
+                Size::new(832, 480),
+                Size::new(480, 832),
+                Size::new(624, 624),
+            ],
             Resolution::P720 => vec![
                 Size::new(1280, 720),
                 Size::new(720, 1280),
@@ -82,7 +89,10 @@ pub enum BackendKind {
         nick = "auto"
     )]
     Auto,
-    #[enum_value(name = "Candle: the Wan model in-process (CUDA or CPU)", nick = "candle")]
+    #[enum_value(
+        name = "Candle: the Wan model in-process (CUDA or CPU)",
+        nick = "candle"
+    )]
     Candle,
     #[enum_value(name = "Replicate (REPLICATE_API_TOKEN)", nick = "replicate")]
     Replicate,
@@ -92,7 +102,10 @@ pub enum BackendKind {
     Wavespeed,
     #[enum_value(name = "Together AI (TOGETHER_API_KEY)", nick = "together")]
     Together,
-    #[enum_value(name = "A self-hosted Cog server (endpoint=http://host:5000)", nick = "cog")]
+    #[enum_value(
+        name = "A self-hosted Cog server (endpoint=http://host:5000)",
+        nick = "cog"
+    )]
     Cog,
     #[enum_value(
         name = "Custom: a backend object the application gave with WanEdit::set_backend",
@@ -203,8 +216,12 @@ pub struct BackendConfig {
     pub endpoint: Option<String>,
     pub api_key: Option<String>,
     pub resolution: Resolution,
+    /// Zero means no limit.
     pub job_timeout: Duration,
     pub params: EditParams,
+    /// The largest edited clip a hosted backend downloads; `None` for
+    /// [`hosted::DEFAULT_MAX_OUTPUT_BYTES`].
+    pub max_output_bytes: Option<u64>,
 }
 
 // Keeps the key out of any Debug output (logs, panics, error texts).
@@ -218,6 +235,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("resolution", &self.resolution)
             .field("job_timeout", &self.job_timeout)
             .field("params", &self.params)
+            .field("max_output_bytes", &self.max_output_bytes)
             .finish()
     }
 }
@@ -237,12 +255,17 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Builds the built-in backend the configuration names.
 ///
-/// `auto` and the backends that are not part of this build fail with a message that says
-/// what to set instead.
+/// `auto` picks what the user configured (see [`auto`]); the backend's [`Backend::name`]
+/// says which. Backends that are not part of this build, and `auto` with nothing to use,
+/// fail with a message that says what to set instead.
 pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
     match config.kind {
         BackendKind::Custom => Err(ConfigError::NoCustomBackend),
-        BackendKind::Auto => Err(ConfigError::NothingConfigured),
-        kind => Err(ConfigError::NotBuilt(kind.nick())),
+        BackendKind::Auto => create(&BackendConfig {
+            kind: auto::choose(config)?,
+            ..config.clone()
+        }),
+        BackendKind::Candle => Err(ConfigError::NotBuilt("candle")),
+        kind => hosted::create(kind, config),
     }
 }
