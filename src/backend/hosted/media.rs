@@ -88,7 +88,7 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
     let mux = make("mp4mux")?;
     // The moov box first: appsink cannot seek back, and providers read the file faster.
     mux.set_property("faststart", true);
-    let sink = gst_app::AppSink::builder().sync(false).build();
+    let sink = appsink(None);
 
     let pipeline = gst::Pipeline::new();
     let elements = [
@@ -109,7 +109,7 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
         if (frame.width, frame.height) != (first.width, first.height) {
             return Err(MediaError::new("frames of different sizes in one clip"));
         }
-        let mut buffer = gst::Buffer::from_mut_slice(frame.data.clone());
+        let mut buffer = padded_rgb(frame, &info);
         {
             let buffer = buffer.get_mut().expect("a new buffer is writable");
             buffer.set_pts(frame_time(i as u64, frame_rate));
@@ -120,11 +120,9 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
     }
     src.end_of_stream()
         .map_err(|e| MediaError::new(format!("encoder refused end of stream: {e:?}")))?;
-    run.wait("encoding")?;
-
     let mut mp4 = Vec::new();
-    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
-        if let Some(buffer) = sample.buffer() {
+    for sample in run.samples(&sink, "encoding") {
+        if let Some(buffer) = sample?.buffer() {
             mp4.extend_from_slice(&buffer.map_readable()?);
         }
     }
@@ -138,9 +136,11 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
     let size = data.len() as u64;
     let data = Arc::new(data);
     let offset = Arc::new(Mutex::new(0u64));
-    // Random access lets qtdemux read the moov box wherever it is in the file.
+    // Seekable push mode: qtdemux seeks to the moov box wherever it is in the file. (In
+    // random-access pull mode decodebin swallows the errors of a file it cannot type and
+    // never prerolls.)
     let src = gst_app::AppSrc::builder()
-        .stream_type(gst_app::AppStreamType::RandomAccess)
+        .stream_type(gst_app::AppStreamType::Seekable)
         .size(size as i64)
         .format(gst::Format::Bytes)
         .callbacks(
@@ -195,10 +195,10 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
-            let is_video = pad
-                .current_caps()
-                .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("video/")))
-                .unwrap_or(false);
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let is_video = caps
+                .structure(0)
+                .is_some_and(|s| s.name().starts_with("video/"));
             let mut linked = video_linked.lock().unwrap();
             if is_video && !*linked {
                 *linked = pad.link(&convert.static_pad("sink").unwrap()).is_ok();
@@ -213,11 +213,10 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
     });
 
     let run = Running::start(&pipeline)?;
-    run.wait("decoding the edited clip")?;
-
     let mut frames = Vec::new();
     let mut origin = None;
-    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
+    for sample in run.samples(&sink, "decoding the edited clip") {
+        let sample = sample?;
         let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
             continue;
         };
@@ -237,6 +236,25 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
         return Err(MediaError::new("the clip holds no video frames"));
     }
     Ok(frames)
+}
+
+/// A sink that keeps every sample until read, as fast as they come.
+fn appsink(caps: Option<gst::Caps>) -> gst_app::AppSink {
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    sink.set_caps(caps.as_ref());
+    sink
+}
+
+/// Copies a packed frame into GStreamer's layout, whose RGB rows start on 4-byte
+/// boundaries.
+fn padded_rgb(frame: &RgbFrame, info: &gst_video::VideoInfo) -> gst::Buffer {
+    let stride = info.stride()[0] as usize;
+    let row = frame.width as usize * 3;
+    let mut data = vec![0u8; info.size()];
+    for (y, src) in frame.data.chunks_exact(row).enumerate() {
+        data[y * stride..y * stride + row].copy_from_slice(src);
+    }
+    gst::Buffer::from_mut_slice(data)
 }
 
 /// Copies an RGB video frame into rows without padding.
@@ -268,23 +286,45 @@ impl<'a> Running<'a> {
         Ok(running)
     }
 
-    /// Waits for the end of the stream, or for the error that stopped it.
-    fn wait(&self, what: &str) -> Result<(), MediaError> {
+    /// The samples reaching `sink` until the end of the stream; an error of the pipeline,
+    /// or a stream that does not end within `PIPELINE_TIMEOUT`, ends the iteration with
+    /// an `Err`.
+    fn samples<'s>(
+        &'s self,
+        sink: &'s gst_app::AppSink,
+        what: &'s str,
+    ) -> impl Iterator<Item = Result<gst::Sample, MediaError>> + 's {
         let bus = self.0.bus().expect("a pipeline has a bus");
-        match bus.timed_pop_filtered(
-            PIPELINE_TIMEOUT,
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        ) {
-            Some(message) => match message.view() {
-                gst::MessageView::Error(e) => {
-                    Err(MediaError::new(format!("{what} failed: {}", e.error())))
+        let poll = gst::ClockTime::from_mseconds(50);
+        let mut waited = gst::ClockTime::ZERO;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            while !done {
+                if let Some(sample) = sink.try_pull_sample(poll) {
+                    return Some(Ok(sample));
                 }
-                _ => Ok(()),
-            },
-            None => Err(MediaError::new(format!(
-                "{what} did not finish within {PIPELINE_TIMEOUT}"
-            ))),
-        }
+                if sink.is_eos() {
+                    done = true;
+                    return None;
+                }
+                let failed = bus
+                    .pop_filtered(&[gst::MessageType::Error])
+                    .map(|m| match m.view() {
+                        gst::MessageView::Error(e) => format!("{what} failed: {}", e.error()),
+                        _ => unreachable!("filtered on errors"),
+                    });
+                waited += poll;
+                let failed = failed.or_else(|| {
+                    (waited > PIPELINE_TIMEOUT)
+                        .then(|| format!("{what} did not finish within {PIPELINE_TIMEOUT}"))
+                });
+                if let Some(text) = failed {
+                    done = true;
+                    return Some(Err(MediaError::new(text)));
+                }
+            }
+            None
+        })
     }
 
     fn error_or(&self, fallback: &str) -> MediaError {
