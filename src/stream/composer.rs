@@ -176,17 +176,23 @@ impl Composer {
 }
 
 /// The input buffer with its pixels replaced: timestamps, offsets, flags and metas stay.
-fn with_picture(mut input: gst::Buffer, picture: gst::Buffer) -> gst::Buffer {
-    let out = input.make_mut();
-    out.remove_all_memory();
-    for memory in picture.iter_memories_owned() {
-        out.append_memory(memory);
+fn with_picture(input: gst::Buffer, mut picture: gst::Buffer) -> gst::Buffer {
+    let out = picture.make_mut();
+    let copy =
+        gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META;
+    if input.copy_into(out, copy, ..).is_err() {
+        // Timestamps and flags at least; only metas that refuse a copy are lost.
+        let _ = input.copy_into(out, copy - gst::BufferCopyFlags::META, ..);
     }
+    out.unset_flags(gst::BufferFlags::all());
+    out.set_flags(input.flags());
     // The picture is in the default layout; a VideoMeta would describe the input's.
     while let Some(meta) = out.meta_mut::<VideoMeta>() {
-        meta.remove().expect("VideoMeta is not locked");
+        if meta.remove().is_err() {
+            break;
+        }
     }
-    input
+    picture
 }
 
 #[cfg(test)]

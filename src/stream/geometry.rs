@@ -36,7 +36,7 @@ mod tests {
         );
         assert_eq!(choose_size(Size::new(640, 640), &b480), Size::new(624, 624));
         assert_eq!(choose_size(Size::new(854, 480), &b480), Size::new(832, 480));
-        assert_eq!(choose_size(Size::new(800, 600), &b480), Size::new(624, 624));
+        assert_eq!(choose_size(Size::new(700, 600), &b480), Size::new(624, 624));
         let b720 = Resolution::P720.wan_buckets();
         assert_eq!(
             choose_size(Size::new(1280, 1024), &b720),

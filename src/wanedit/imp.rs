@@ -138,7 +138,7 @@ impl WanEdit {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ["a buffer arrived before caps"]
+                ("a buffer arrived before caps; upstream must send caps first")
             );
             return Err(gst::FlowError::NotNegotiated);
         };
@@ -146,19 +146,23 @@ impl WanEdit {
         let number = state.next_frame;
         state.next_frame += 1;
         state.composer.push_frame(number, buffer);
+        let planned = window.map(|w| (w, state.composer.plan(w)));
         self.changed.notify_all();
-        if let Some(window) = window {
-            guard = self.submit(guard, window)?;
+        if let Some((window, inputs)) = planned {
+            guard = self.submit(guard, window, inputs)?;
         }
         stream_state(&mut guard)?.flow()
     }
 
-    /// Starts the job of a planned window, first waiting while the jobs in flight fill
-    /// every slot (this is the element's back-pressure).
+    /// Starts the job of a window, first waiting while the jobs in flight fill every slot
+    /// (this is the element's back-pressure). The window must already be planned with the
+    /// composer, in the same lock as the planner made it: else its frames could leave
+    /// while this waits.
     fn submit<'a>(
         &'a self,
         mut guard: Guard<'a>,
         window: Window,
+        inputs: Vec<gst::Buffer>,
     ) -> Result<Guard<'a>, gst::FlowError> {
         let settings = self.settings.lock().unwrap().clone();
         loop {
@@ -176,7 +180,6 @@ impl WanEdit {
             .run
             .as_ref()
             .expect("windows are planned only with caps");
-        let inputs = state.composer.plan(window);
         let id = WindowId {
             index: window.index,
             first_pts: inputs.first().and_then(|b| b.pts()),
@@ -246,6 +249,17 @@ impl WanEdit {
         })
     }
 
+    fn is_current(&self, epoch: u64) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|s| s.epoch == epoch)
+    }
+
+    /// Takes a finished job's outcome: reports it, then hands its frames to the composer.
+    /// Reports go out first, so that a window's `done` or warning always comes before
+    /// its frames (and before EOS) and is never posted with the state locked.
     fn deliver(
         &self,
         epoch: u64,
@@ -254,20 +268,10 @@ impl WanEdit {
         since: Instant,
         outcome: JobOutcome,
     ) {
-        let mut guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_mut().filter(|s| s.epoch == epoch) else {
+        if !self.is_current(epoch) {
             return;
-        };
-        state.jobs.remove(&id.index);
-        let blend = self.settings.lock().unwrap().blend;
-        let (frames, failure) = match outcome {
-            JobOutcome::Edited(frames) => (Some(frames), None),
-            JobOutcome::PassedThrough { frames, cause } => (Some(frames), Some(cause.to_string())),
-            JobOutcome::Failed(cause) => (None, Some(cause.to_string())),
-        };
-        let composed = frames.map(|frames| state.composer.finish(id.index, frames, blend));
-        let mut messages = vec![];
-        let describe = |cause: &dyn std::fmt::Display| {
+        }
+        let failure = |cause: &dyn std::fmt::Display| {
             format!(
                 "backend {backend} failed on window {} (first PTS {}, {} frames): {cause}",
                 id.index,
@@ -275,38 +279,60 @@ impl WanEdit {
                 id.frames
             )
         };
-        let error = match (composed, failure) {
-            (Some(Ok(())), None) => {
-                messages.push(self.report(id, WindowState::Done, backend, since));
-                None
+        let frames = match outcome {
+            JobOutcome::Edited(frames) => {
+                self.post(vec![self.report(id, WindowState::Done, backend, since)]);
+                frames
             }
-            (Some(Ok(())), Some(cause)) => {
-                messages.push(self.report(id, WindowState::Failed, backend, since));
-                messages.push(
-                    gst::message::Warning::builder(
-                        gst::StreamError::Failed,
-                        &format!("{}; passing its original frames through", describe(&cause)),
-                    )
-                    .src(&*self.obj())
-                    .build(),
-                );
-                None
+            JobOutcome::PassedThrough { frames, cause } => {
+                let text = format!("{}; passing its original frames through", failure(&cause));
+                self.post(vec![
+                    self.report(id, WindowState::Failed, backend, since),
+                    gst::message::Warning::builder(gst::StreamError::Failed, &text)
+                        .src(&*self.obj())
+                        .build(),
+                ]);
+                frames
             }
-            (Some(Err(e)), _) => Some(describe(&e)),
-            (None, cause) => Some(describe(&cause.unwrap_or_default())),
+            JobOutcome::Failed(cause) => {
+                return self.fail(epoch, id, backend, since, &failure(&cause));
+            }
         };
-        if let Some(error) = error {
-            state.failed = true;
-            messages.push(self.report(id, WindowState::Failed, backend, since));
-            messages.push(
-                gst::message::Error::builder(gst::StreamError::Failed, &error)
-                    .src(&*self.obj())
-                    .build(),
-            );
-        }
+        let blend = self.settings.lock().unwrap().blend;
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut().filter(|s| s.epoch == epoch) else {
+            return;
+        };
+        state.jobs.remove(&id.index);
+        let composed = state.composer.finish(id.index, frames, blend);
         drop(guard);
         self.changed.notify_all();
-        self.post(messages);
+        if let Err(e) = composed {
+            self.fail(epoch, id, backend, since, &failure(&e));
+        }
+    }
+
+    /// Stops the stream on a failed window (on-error=fail).
+    fn fail(&self, epoch: u64, id: WindowId, backend: &str, since: Instant, error: &str) {
+        if let Some(state) = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .filter(|s| s.epoch == epoch)
+        {
+            state.jobs.remove(&id.index);
+            state.failed = true;
+        } else {
+            return;
+        }
+        self.changed.notify_all();
+        self.post(vec![
+            self.report(id, WindowState::Failed, backend, since),
+            gst::message::Error::builder(gst::StreamError::Failed, error)
+                .src(&*self.obj())
+                .build(),
+        ]);
     }
 
     fn src_loop(&self) {
@@ -339,10 +365,10 @@ impl WanEdit {
         let Err(err) = flow else {
             return;
         };
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            if err != gst::FlowError::Eos {
-                state.downstream = Err(err);
-            }
+        if let Some(state) = self.state.lock().unwrap().as_mut()
+            && err != gst::FlowError::Eos
+        {
+            state.downstream = Err(err);
         }
         self.changed.notify_all();
         if err == gst::FlowError::Eos {
@@ -371,7 +397,8 @@ impl WanEdit {
         let state = stream_state(&mut guard)?;
         let last = state.run.as_mut().and_then(|run| run.planner.finish());
         if let Some(window) = last {
-            drop(self.submit(guard, window)?);
+            let inputs = state.composer.plan(window);
+            drop(self.submit(guard, window, inputs)?);
         }
         Ok(())
     }
@@ -499,7 +526,7 @@ impl WanEdit {
             .and_then(|s| s.run.as_ref())
             .map(|run| run.info.fps())
             .filter(|fps| fps.numer() > 0)
-            .unwrap_or_else(|| super::job::SEND_RATE);
+            .unwrap_or(super::job::SEND_RATE);
         let window = gst::ClockTime::SECOND
             .mul_div_floor(
                 settings.window_frames as u64 * fps.denom() as u64,
@@ -673,7 +700,7 @@ impl ElementImpl for WanEdit {
         match transition {
             gst::StateChange::ReadyToPaused => {
                 if let Err(e) = self.start() {
-                    gst::element_imp_error!(self, gst::LibraryError::Settings, ["{e}"]);
+                    gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
                     return Err(gst::StateChangeError);
                 }
             }
