@@ -53,7 +53,7 @@ fn element(c: &mut Criterion) {
                 inputs
                     .iter()
                     .map(|f| gst::Buffer::from_slice(f.map_readable().unwrap().to_vec()))
-                    .count()
+                    .collect::<Vec<_>>()
             })
         });
         g.bench_function(BenchmarkId::new("wanedit-instant-backend", format), |b| {
