@@ -1,0 +1,43 @@
+//! Errors of the Wan port.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading or running a Wan model.
+#[derive(Debug, thiserror::Error)]
+pub enum WanError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: missing file")]
+    MissingFile { path: PathBuf },
+    #[error("model `{0}` is neither a directory nor a repository in the Hugging Face cache")]
+    ModelNotFound(String),
+    #[error("{path}: unknown pipeline class `{class}`")]
+    UnknownPipeline { path: PathBuf, class: String },
+    #[error("{path}: {message}")]
+    InvalidConfig { path: PathBuf, message: String },
+    #[error("{component}: tensor `{name}`: {source}")]
+    Weight {
+        component: PathBuf,
+        name: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, WanError>;
