@@ -312,10 +312,10 @@ CASES = [
          negative_prompt="blurry", num_inference_steps=1, guidance_scale=1.0, height=64, width=64,
          num_frames=5, _scheduler="flow", _shift=5.0),
     dict(name="lucy_wide_f9_4steps_cfg", pipeline="lucy-edit", prompt="make it look like a watercolor painting",
-         negative_prompt="a low quality, blurry video", num_inference_steps=4, guidance_scale=5.0, height=64,
-         width=96, num_frames=9, _scheduler="flow", _shift=5.0, _save_dtype="bf16"),
+         negative_prompt="a low quality, blurry video", num_inference_steps=4, guidance_scale=5.0, height=32,
+         width=64, num_frames=9, _scheduler="flow", _shift=5.0, _save_dtype="bf16"),
     dict(name="lucy_tall_f13_unipc_long_prompt", pipeline="lucy-edit", prompt=LONG_PROMPT, negative_prompt="",
-         num_inference_steps=3, guidance_scale=4.0, height=96, width=64, num_frames=13, _scheduler="unipc",
+         num_inference_steps=3, guidance_scale=4.0, height=64, width=32, num_frames=13, _scheduler="unipc",
          _shift=3.0),
     # Wan2.1 video-to-video: UniPC with flow sigmas, strength skips the first steps.
     dict(name="v2v_square_f5_4steps_cfg", pipeline="video2video", prompt="a cat jumps over the fence",

@@ -7,6 +7,7 @@
 use gst::glib;
 
 pub mod backend;
+pub mod wan;
 
 fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     Ok(())

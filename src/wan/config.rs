@@ -100,3 +100,71 @@ pub struct Umt5Config {
 fn default_ff_proj() -> String {
     "gated-gelu".to_string()
 }
+
+/// diffusers' `AutoencoderKLWan`: the Wan2.1 VAE, or with `is_residual` and
+/// `patch_size` the Wan2.2 one.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VaeConfig {
+    #[serde(default = "default_base_dim")]
+    pub base_dim: usize,
+    #[serde(default)]
+    pub decoder_base_dim: Option<usize>,
+    #[serde(default = "default_z_dim")]
+    pub z_dim: usize,
+    #[serde(default = "default_dim_mult")]
+    pub dim_mult: Vec<usize>,
+    #[serde(default = "default_num_res_blocks")]
+    pub num_res_blocks: usize,
+    #[serde(default)]
+    pub attn_scales: Vec<f64>,
+    #[serde(default = "default_temperal_downsample")]
+    pub temperal_downsample: Vec<bool>,
+    pub latents_mean: Vec<f64>,
+    pub latents_std: Vec<f64>,
+    #[serde(default)]
+    pub is_residual: bool,
+    #[serde(default = "default_rgb")]
+    pub in_channels: usize,
+    #[serde(default = "default_rgb")]
+    pub out_channels: usize,
+    #[serde(default)]
+    pub patch_size: Option<usize>,
+    #[serde(default)]
+    pub scale_factor_temporal: Option<usize>,
+    #[serde(default)]
+    pub scale_factor_spatial: Option<usize>,
+}
+
+impl VaeConfig {
+    /// Frames per latent frame (after the first): 2 per temporal downsampling.
+    pub fn temporal_factor(&self) -> usize {
+        self.scale_factor_temporal
+            .unwrap_or(1 << self.temperal_downsample.iter().filter(|&&d| d).count())
+    }
+
+    /// Pixels per latent pixel along each axis.
+    pub fn spatial_factor(&self) -> usize {
+        self.scale_factor_spatial.unwrap_or(
+            (1 << (self.dim_mult.len() - 1)) * self.patch_size.unwrap_or(1),
+        )
+    }
+}
+
+fn default_base_dim() -> usize {
+    96
+}
+fn default_z_dim() -> usize {
+    16
+}
+fn default_dim_mult() -> Vec<usize> {
+    vec![1, 2, 4, 4]
+}
+fn default_num_res_blocks() -> usize {
+    2
+}
+fn default_temperal_downsample() -> Vec<bool> {
+    vec![false, true, true]
+}
+fn default_rgb() -> usize {
+    3
+}
