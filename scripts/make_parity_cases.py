@@ -200,11 +200,11 @@ def build_model(case, model_dir, seed):
     pipe.save_pretrained(model_dir, safe_serialization=True)
     dtype = case.get("_save_dtype")
     if dtype is not None:
-        # Re-save the transformer and text encoder in half precision; the reference then
-        # loads them back in f32 exactly as the port does.
+        # Re-save the weights in half precision (which also keeps the fixtures small);
+        # the reference then loads them back in f32 exactly as the port does.
         torch_dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype]
-        pipe.transformer.to(torch_dtype).save_pretrained(os.path.join(model_dir, "transformer"))
-        pipe.text_encoder.to(torch_dtype).save_pretrained(os.path.join(model_dir, "text_encoder"))
+        for name in ["transformer", "text_encoder", "vae"]:
+            getattr(pipe, name).to(torch_dtype).save_pretrained(os.path.join(model_dir, name))
     for name in ["model_index.json"]:
         assert os.path.exists(os.path.join(model_dir, name))
     return cls.from_pretrained(model_dir, torch_dtype=torch.float32)
@@ -310,7 +310,7 @@ CASES = [
     # Lucy-Edit: Wan2.2 VAE, FlowMatchEuler (as Lucy-Edit-Dev), source latents on the channels.
     dict(name="lucy_square_f5_1step", pipeline="lucy-edit", prompt="turn the shirt red",
          negative_prompt="blurry", num_inference_steps=1, guidance_scale=1.0, height=64, width=64,
-         num_frames=5, _scheduler="flow", _shift=5.0),
+         num_frames=5, _scheduler="flow", _shift=5.0, _save_dtype="f16"),
     dict(name="lucy_wide_f9_4steps_cfg", pipeline="lucy-edit", prompt="make it look like a watercolor painting",
          negative_prompt="a low quality, blurry video", num_inference_steps=4, guidance_scale=5.0, height=32,
          width=64, num_frames=9, _scheduler="flow", _shift=5.0, _save_dtype="bf16"),
@@ -320,13 +320,13 @@ CASES = [
     # Wan2.1 video-to-video: UniPC with flow sigmas, strength skips the first steps.
     dict(name="v2v_square_f5_4steps_cfg", pipeline="video2video", prompt="a cat jumps over the fence",
          negative_prompt="low quality", num_inference_steps=4, guidance_scale=5.0, strength=0.7, height=32,
-         width=32, num_frames=5, _scheduler="unipc", _shift=3.0),
+         width=32, num_frames=5, _scheduler="unipc", _shift=3.0, _save_dtype="bf16"),
     dict(name="v2v_wide_f9_1step", pipeline="video2video", prompt="Tom &amp; Jerry  run\nthrough a kitchen",
          negative_prompt="", num_inference_steps=1, guidance_scale=1.0, strength=1.0, height=32, width=48,
          num_frames=9, _scheduler="unipc", _shift=5.0, _save_dtype="f16"),
     dict(name="v2v_tall_f13_long_prompt", pipeline="video2video", prompt=LONG_PROMPT,
          negative_prompt="blurry", num_inference_steps=5, guidance_scale=3.5, strength=0.6, height=48,
-         width=32, num_frames=13, _scheduler="unipc", _shift=5.0),
+         width=32, num_frames=13, _scheduler="unipc", _shift=5.0, _save_dtype="f16"),
     # Wan2.1 text-to-video.
     dict(name="t2v_square_f5_1step", pipeline="text2video", prompt="the quick brown fox",
          negative_prompt="", num_inference_steps=1, guidance_scale=1.0, height=32, width=32, num_frames=5,

@@ -171,5 +171,7 @@ mod tests {
         assert_eq!(clean_prompt("\u{201c}hi\u{201d} it\u{2019}s"), "\"hi\" it's");
         assert_eq!(clean_prompt("\u{fb01}ne"), "fine");
         assert_eq!(clean_prompt("&#65;&#x42;"), "AB");
+        assert_eq!(clean_prompt("a <b> &amp; c"), "a <b> & c");
+        assert_eq!(clean_prompt("\u{ff21}\u{ff22}"), "AB");
     }
 }

@@ -756,3 +756,83 @@ impl WanVae {
             .to_dtype(dtype)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use std::collections::HashMap;
+
+    fn conv(weight: Vec<f32>, in_c: usize, out_c: usize, bias: f32) -> Result<CausalConv3d> {
+        let dev = Device::Cpu;
+        let tensors = HashMap::from([
+            ("weight".to_string(), Tensor::from_vec(weight, (out_c, in_c, 3, 3, 3), &dev)?),
+            ("bias".to_string(), Tensor::full(bias, out_c, &dev)?),
+        ]);
+        CausalConv3d::cube(in_c, out_c, 3, VarBuilder::from_tensors(tensors, DType::F32, &dev))
+    }
+
+    fn clip(frames: usize, offset: f32) -> Result<Tensor> {
+        let values: Vec<f32> = (0..frames * 9)
+            .map(|i| {
+                let (t, h, w) = (i / 9, (i / 3) % 3, i % 3);
+                ((t * 7 + h * 3 + w) as f32).sin() + if t >= 2 { offset } else { 0.0 }
+            })
+            .collect();
+        Tensor::from_vec(values, (1, 1, frames, 3, 3), &Device::Cpu)
+    }
+
+    #[test]
+    fn causal_conv3d_matches_diffusers() -> Result<()> {
+        // WanCausalConv3d(1, 1, 3, padding=1) with weight[k, i, j] = (9k + 3i + j + 1) / 27,
+        // bias 0.5, on x[t, h, w] = sin(7t + 3h + w); diffusers 0.42.1.
+        let c = conv((1..=27).map(|v| v as f32 / 27.0).collect(), 1, 1, 0.5)?;
+        let y = c.forward(&clip(4, 0.0)?, None)?;
+        assert_eq!(y.dims(), &[1, 1, 4, 3, 3]);
+        let y = y.squeeze(0)?.squeeze(0)?;
+        let centre: Vec<f32> = (0..4)
+            .map(|t| y.get(t)?.get(1)?.get(1)?.to_scalar::<f32>())
+            .collect::<Result<_>>()?;
+        let expected = [1.8117628f32, 3.0342937, 3.1474173, 1.9083314];
+        for (a, b) in centre.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-5, "{centre:?}");
+        }
+        assert!((y.get(0)?.get(0)?.get(0)?.to_scalar::<f32>()? - 0.6270650).abs() < 1e-5);
+        assert!((y.get(3)?.get(2)?.get(0)?.to_scalar::<f32>()? - 1.1410277).abs() < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn causal_conv3d_output_ignores_later_frames() -> Result<()> {
+        let weight: Vec<f32> = (0..2 * 2 * 27).map(|v| ((v * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let c = conv(weight, 2, 2, 0.1)?;
+        let base = Tensor::cat(&[clip(5, 0.0)?, clip(5, 0.0)?.affine(-1.0, 0.3)?], 1)?;
+        // Frames 2.. change; outputs 0 and 1 must not, output 2 must.
+        let changed = Tensor::cat(&[clip(5, 3.0)?, clip(5, 3.0)?.affine(-1.0, 0.3)?], 1)?;
+        let (a, b) = (c.forward(&base, None)?, c.forward(&changed, None)?);
+        let diff = |t: usize| -> Result<f32> {
+            (a.narrow(2, t, 1)? - b.narrow(2, t, 1)?)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert_eq!(diff(0)?, 0.0);
+        assert_eq!(diff(1)?, 0.0);
+        assert!(diff(2)? > 0.1);
+        Ok(())
+    }
+
+    #[test]
+    fn chunked_causal_conv3d_equals_whole_clip() -> Result<()> {
+        let c = conv((0..27).map(|v| (v as f32 - 13.0) / 20.0).collect(), 1, 1, -0.2)?;
+        let x = clip(5, 0.5)?;
+        let whole = c.forward(&x, None)?;
+        let mut cache = FeatureCache::default();
+        let mut parts = Vec::new();
+        for (start, len) in [(0, 1), (1, 1), (2, 3)] {
+            cache.start_chunk();
+            parts.push(c.forward_cached(&x.narrow(2, start, len)?, &mut cache)?);
+        }
+        let chunked = Tensor::cat(&parts, 2)?;
+        let diff = (whole - chunked)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
+        Ok(())
+    }
+}
