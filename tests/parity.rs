@@ -41,7 +41,11 @@ fn case_dirs() -> Result<Vec<PathBuf>, String> {
     for root in roots {
         let entries = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         let mut found: Vec<PathBuf> = entries
-            .map(|entry| entry.map(|e| e.path()).map_err(|e| format!("{}: {e}", root.display())))
+            .map(|entry| {
+                entry
+                    .map(|e| e.path())
+                    .map_err(|e| format!("{}: {e}", root.display()))
+            })
             .collect::<Result<_, _>>()?;
         found.retain(|p| p.is_dir());
         found.sort();
@@ -55,12 +59,20 @@ fn case_dirs() -> Result<Vec<PathBuf>, String> {
 
 fn relative_l2(out: &Tensor, reference: &Tensor) -> Result<f64, String> {
     if out.dims() != reference.dims() {
-        return Err(format!("shape {:?}, expected {:?}", out.dims(), reference.dims()));
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            out.dims(),
+            reference.dims()
+        ));
     }
     let out = out.to_dtype(DType::F64).map_err(|e| e.to_string())?;
     let reference = reference.to_dtype(DType::F64).map_err(|e| e.to_string())?;
-    let norm = |t: &Tensor| -> Result<f64, candle_core::Error> { t.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>() };
-    let diff = (&out - &reference).and_then(|d| norm(&d)).map_err(|e| e.to_string())?;
+    let norm = |t: &Tensor| -> Result<f64, candle_core::Error> {
+        t.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()
+    };
+    let diff = (&out - &reference)
+        .and_then(|d| norm(&d))
+        .map_err(|e| e.to_string())?;
     let scale = norm(&reference).map_err(|e| e.to_string())?;
     Ok(if scale == 0.0 { diff } else { diff / scale })
 }
@@ -69,20 +81,32 @@ fn relative_l2(out: &Tensor, reference: &Tensor) -> Result<f64, String> {
 fn run_case(dir: &Path) -> Result<(Vec<String>, bool), String> {
     let spec_path = dir.join("case.json");
     let spec: CaseSpec = serde_json::from_str(
-        &std::fs::read_to_string(&spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?,
+        &std::fs::read_to_string(&spec_path)
+            .map_err(|e| format!("{}: {e}", spec_path.display()))?,
     )
     .map_err(|e| format!("{}: {e}", spec_path.display()))?;
     let device = Device::Cpu;
     let load = |name: &str| {
         let path = dir.join(name);
-        candle_core::safetensors::load(&path, &device).map_err(|e| format!("{}: {e}", path.display()))
+        candle_core::safetensors::load(&path, &device)
+            .map_err(|e| format!("{}: {e}", path.display()))
     };
     let inputs = load("inputs.safetensors")?;
     let expected = load("expected.safetensors")?;
-    let input = |name: &str| inputs.get(name).cloned().ok_or(format!("inputs.safetensors has no `{name}`"));
+    let input = |name: &str| {
+        inputs
+            .get(name)
+            .cloned()
+            .ok_or(format!("inputs.safetensors has no `{name}`"))
+    };
 
     let model_dir = dir.join("model");
-    let model = wan::load(model_dir.to_str().ok_or("non-UTF-8 path")?, &device, DType::F32).map_err(|e| e.to_string())?;
+    let model = wan::load(
+        model_dir.to_str().ok_or("non-UTF-8 path")?,
+        &device,
+        DType::F32,
+    )
+    .map_err(|e| e.to_string())?;
     let embeds = model
         .encode_prompts(&spec.prompt, &spec.negative_prompt, spec.guidance_scale)
         .map_err(|e| e.to_string())?;
@@ -96,9 +120,22 @@ fn run_case(dir: &Path) -> Result<(Vec<String>, bool), String> {
         "lucy-edit" => model.lucy_edit(&input("video")?, &embeds, &sampling, &mut progress),
         "video2video" => {
             let strength = spec.strength.ok_or("video2video case without strength")?;
-            model.video2video(&input("video")?, &embeds, &sampling, strength, &mut progress)
+            model.video2video(
+                &input("video")?,
+                &embeds,
+                &sampling,
+                strength,
+                &mut progress,
+            )
         }
-        "text2video" => model.text2video(&embeds, spec.num_frames, spec.height, spec.width, &sampling, &mut progress),
+        "text2video" => model.text2video(
+            &embeds,
+            spec.num_frames,
+            spec.height,
+            spec.width,
+            &sampling,
+            &mut progress,
+        ),
         other => return Err(format!("unknown pipeline `{other}`")),
     }
     .map_err(|e| e.to_string())?;
@@ -117,9 +154,15 @@ fn run_case(dir: &Path) -> Result<(Vec<String>, bool), String> {
             "final_latents" => Some(&generation.final_latents),
             _ => None,
         };
-        let tolerance = spec.tolerance.get(name.as_str()).copied().unwrap_or(DEFAULT_TOLERANCE);
+        let tolerance = spec
+            .tolerance
+            .get(name.as_str())
+            .copied()
+            .unwrap_or(DEFAULT_TOLERANCE);
         let line = match ours.map(|t| relative_l2(t, &expected[name])) {
-            Some(Ok(err)) if err <= tolerance => format!("{name}: {err:.3e} (tolerance {tolerance:.0e})"),
+            Some(Ok(err)) if err <= tolerance => {
+                format!("{name}: {err:.3e} (tolerance {tolerance:.0e})")
+            }
             Some(Ok(err)) => {
                 ok = false;
                 format!("{name}: {err:.3e} EXCEEDS tolerance {tolerance:.0e}")
@@ -143,7 +186,10 @@ fn parity_with_diffusers() {
     let dirs = case_dirs().unwrap_or_else(|e| panic!("parity cases unreadable: {e}"));
     let mut failures = Vec::new();
     for dir in &dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match run_case(dir) {
             Ok((lines, ok)) => {
                 for line in &lines {
@@ -159,5 +205,11 @@ fn parity_with_diffusers() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} parity cases failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} parity cases failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
 }

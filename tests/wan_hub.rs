@@ -27,7 +27,8 @@ fn repo_ids_resolve_through_the_cache() {
     let commit = "0123456789abcdef0123456789abcdef01234567";
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), commit).unwrap();
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/t2v_square_f5_1step/model");
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/t2v_square_f5_1step/model");
     copy_dir(&case, &repo.join("snapshots").join(commit));
     // SAFETY: this binary's only test, so no other thread reads the environment.
     unsafe {

@@ -27,7 +27,12 @@ fn copy_dir(from: &Path, to: &Path) {
 fn model_copy(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wanedit-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(CASE).join("model"), &dir);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(CASE)
+            .join("model"),
+        &dir,
+    );
     dir
 }
 
@@ -36,7 +41,8 @@ fn load(dir: &Path) -> wan::Result<wan::WanModel> {
 }
 
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     edit(&mut value);
     std::fs::write(path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
 }
@@ -51,11 +57,16 @@ fn error_of(result: wan::Result<wan::WanModel>) -> WanError {
 #[test]
 fn unknown_pipeline_class_names_model_index() {
     let dir = model_copy("unknown-class");
-    edit_json(&dir.join("model_index.json"), |v| v["_class_name"] = "StableDiffusionPipeline".into());
+    edit_json(&dir.join("model_index.json"), |v| {
+        v["_class_name"] = "StableDiffusionPipeline".into()
+    });
     let err = error_of(load(&dir));
     assert!(matches!(err, WanError::UnknownPipeline { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("model_index.json") && message.contains("StableDiffusionPipeline"), "{message}");
+    assert!(
+        message.contains("model_index.json") && message.contains("StableDiffusionPipeline"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -63,7 +74,10 @@ fn missing_weights_name_the_file() {
     let dir = model_copy("missing-weights");
     std::fs::remove_file(dir.join("transformer/diffusion_pytorch_model.safetensors")).unwrap();
     let message = error_of(load(&dir)).to_string();
-    assert!(message.contains("transformer/diffusion_pytorch_model.safetensors"), "{message}");
+    assert!(
+        message.contains("transformer/diffusion_pytorch_model.safetensors"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -71,17 +85,25 @@ fn missing_config_names_the_file() {
     let dir = model_copy("missing-config");
     std::fs::remove_file(dir.join("vae/config.json")).unwrap();
     let message = error_of(load(&dir)).to_string();
-    assert!(message.contains("vae/config.json") && message.contains("missing"), "{message}");
+    assert!(
+        message.contains("vae/config.json") && message.contains("missing"),
+        "{message}"
+    );
 }
 
 #[test]
 fn wrong_shapes_name_the_weight_file_and_tensor() {
     let dir = model_copy("wrong-shape");
-    edit_json(&dir.join("transformer/config.json"), |v| v["ffn_dim"] = 50.into());
+    edit_json(&dir.join("transformer/config.json"), |v| {
+        v["ffn_dim"] = 50.into()
+    });
     let err = error_of(load(&dir));
     let message = err.to_string();
     assert!(matches!(err, WanError::Weight { .. }), "{message}");
-    assert!(message.contains("transformer/diffusion_pytorch_model.safetensors"), "{message}");
+    assert!(
+        message.contains("transformer/diffusion_pytorch_model.safetensors"),
+        "{message}"
+    );
     assert!(message.contains("ffn.net.0.proj.weight"), "{message}");
 }
 
@@ -99,25 +121,45 @@ fn sharded_weights_load_identically() {
     for (i, name) in names.iter().enumerate() {
         let shard = i % 2;
         shards[shard].insert((*name).clone(), tensors[*name].clone());
-        let shard_name = format!("diffusion_pytorch_model-0000{}-of-00002.safetensors", shard + 1);
+        let shard_name = format!(
+            "diffusion_pytorch_model-0000{}-of-00002.safetensors",
+            shard + 1
+        );
         weight_map.insert((*name).clone(), shard_name.into());
     }
     for (i, shard) in shards.iter().enumerate() {
-        let path = dir.join(format!("transformer/diffusion_pytorch_model-0000{}-of-00002.safetensors", i + 1));
+        let path = dir.join(format!(
+            "transformer/diffusion_pytorch_model-0000{}-of-00002.safetensors",
+            i + 1
+        ));
         candle_core::safetensors::save(shard, path).unwrap();
     }
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
-    std::fs::write(dir.join("transformer/diffusion_pytorch_model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.join("transformer/diffusion_pytorch_model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
 
     let sharded = load(&dir).unwrap();
-    let original = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(CASE).join("model")).unwrap();
+    let original = load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(CASE)
+            .join("model"),
+    )
+    .unwrap();
     let latents = Tensor::randn(0f32, 1.0, (1, 16, 2, 4, 4), &Device::Cpu).unwrap();
     let text = Tensor::randn(0f32, 1.0, (1, 512, 32), &Device::Cpu).unwrap();
     let run = |m: &wan::WanModel| {
         let ctx = m.transformer().embed_text(&text).unwrap();
         m.transformer().forward(&latents, 500.0, &ctx).unwrap()
     };
-    let diff = (run(&sharded) - run(&original)).unwrap().abs().unwrap().max_all().unwrap();
+    let diff = (run(&sharded) - run(&original))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
     assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
 }
 
@@ -126,21 +168,39 @@ fn a_missing_shard_is_named() {
     let dir = model_copy("missing-shard");
     let index = serde_json::json!({ "weight_map": { "proj_out.weight": "diffusion_pytorch_model-00001-of-00002.safetensors" } });
     std::fs::remove_file(dir.join("transformer/diffusion_pytorch_model.safetensors")).unwrap();
-    std::fs::write(dir.join("transformer/diffusion_pytorch_model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.join("transformer/diffusion_pytorch_model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     let message = error_of(load(&dir)).to_string();
-    assert!(message.contains("diffusion_pytorch_model-00001-of-00002.safetensors"), "{message}");
+    assert!(
+        message.contains("diffusion_pytorch_model-00001-of-00002.safetensors"),
+        "{message}"
+    );
 }
 
 #[test]
 fn the_text_encoder_can_be_dropped_after_encoding() {
-    let mut model = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(CASE).join("model")).unwrap();
+    let mut model = load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(CASE)
+            .join("model"),
+    )
+    .unwrap();
     assert_eq!(model.kind(), wan::PipelineKind::TextToVideo);
     let embeds = model.encode_prompts("a horse", "", 5.0).unwrap();
     assert_eq!(embeds.cond.dims(), &[1, 512, 32]);
     model.drop_text_encoder();
     assert!(model.encode_prompt("a horse").is_err());
     // The cached embeddings still drive the pipeline.
-    let sampling = wan::Sampling { num_inference_steps: 1, guidance_scale: 5.0, noise: wan::Noise::Seed(7) };
-    let out = model.text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {}).unwrap();
+    let sampling = wan::Sampling {
+        num_inference_steps: 1,
+        guidance_scale: 5.0,
+        noise: wan::Noise::Seed(7),
+    };
+    let out = model
+        .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {})
+        .unwrap();
     assert_eq!(out.video.dims(), &[5, 32, 32, 3]);
 }

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use gst::glib;
 
 pub use error::{BackendError, ConfigError};
-pub use frame::{frame_time, ClipFrame, EditedClip, RgbFrame};
+pub use frame::{ClipFrame, EditedClip, RgbFrame, frame_time};
 pub use report::{JobReporter, JobUpdate};
 
 /// A frame size in pixels.
@@ -54,7 +54,11 @@ impl Resolution {
     /// The Wan buckets of this resolution class: landscape, portrait and square.
     pub fn wan_buckets(self) -> Vec<Size> {
         match self {
-            Resolution::P480 => vec![Size::new(832, 480), Size::new(480, 832), Size::new(624, 624)],
+            Resolution::P480 => vec![
+                Size::new(832, 480),
+                Size::new(480, 832),
+                Size::new(624, 624),
+            ],
             Resolution::P720 => vec![
                 Size::new(1280, 720),
                 Size::new(720, 1280),
@@ -82,7 +86,10 @@ pub enum BackendKind {
         nick = "auto"
     )]
     Auto,
-    #[enum_value(name = "Candle: the Wan model in-process (CUDA or CPU)", nick = "candle")]
+    #[enum_value(
+        name = "Candle: the Wan model in-process (CUDA or CPU)",
+        nick = "candle"
+    )]
     Candle,
     #[enum_value(name = "Replicate (REPLICATE_API_TOKEN)", nick = "replicate")]
     Replicate,
@@ -92,7 +99,10 @@ pub enum BackendKind {
     Wavespeed,
     #[enum_value(name = "Together AI (TOGETHER_API_KEY)", nick = "together")]
     Together,
-    #[enum_value(name = "A self-hosted Cog server (endpoint=http://host:5000)", nick = "cog")]
+    #[enum_value(
+        name = "A self-hosted Cog server (endpoint=http://host:5000)",
+        nick = "cog"
+    )]
     Cog,
     #[enum_value(
         name = "Custom: a backend object the application gave with WanEdit::set_backend",

@@ -46,7 +46,8 @@ mod tests {
         let k = Tensor::randn(0f32, 1.0, (1, 2, 11, 8), &dev)?;
         let v = Tensor::randn(0f32, 1.0, (1, 2, 11, 8), &dev)?;
         let scale = 1.0 / 8f64.sqrt();
-        let direct = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?.matmul(&v)?;
+        let direct =
+            candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?.matmul(&v)?;
         // A budget of 5 query rows per block: 8 blocks, the last one short.
         let out = blocked(&q, &k, &v, scale, 2 * 11 * 5)?;
         let diff = (out - direct)?.abs()?.max_all()?.to_scalar::<f32>()?;

@@ -144,9 +144,8 @@ impl VaeConfig {
 
     /// Pixels per latent pixel along each axis.
     pub fn spatial_factor(&self) -> usize {
-        self.scale_factor_spatial.unwrap_or(
-            (1 << (self.dim_mult.len() - 1)) * self.patch_size.unwrap_or(1),
-        )
+        self.scale_factor_spatial
+            .unwrap_or((1 << (self.dim_mult.len() - 1)) * self.patch_size.unwrap_or(1))
     }
 }
 

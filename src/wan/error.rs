@@ -30,14 +30,21 @@ pub enum WanError {
         component: PathBuf,
         name: String,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    // Boxed: candle's error is large, and every `Result` here would carry its size.
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
+}
+
+impl From<candle_core::Error> for WanError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, WanError>;

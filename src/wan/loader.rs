@@ -78,7 +78,7 @@ impl ComponentWeights {
             |source| WanError::Weight {
                 component: files[0].clone(),
                 name: "(file header)".to_string(),
-                source,
+                source: Box::new(source),
             },
         )?;
         Ok(Self { files, vb })
@@ -89,13 +89,18 @@ impl ComponentWeights {
         let message = source.to_string();
         let name = message
             .split_whitespace()
-            .find(|word| word.contains('.') && word.chars().all(|c| c.is_ascii_alphanumeric() || "._".contains(c)))
+            .find(|word| {
+                word.contains('.')
+                    && word
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
+            })
             .unwrap_or("?")
             .to_string();
         WanError::Weight {
             component: self.files[0].clone(),
             name,
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -97,12 +97,18 @@ pub fn load(model: &str, device: &Device, dtype: DType) -> Result<WanModel> {
     let root = loader::resolve(model)?;
     let index_path = root.join("model_index.json");
     let index: Value = read_json(&index_path)?;
-    let class = index.get("_class_name").and_then(Value::as_str).unwrap_or_default();
+    let class = index
+        .get("_class_name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = PipelineKind::from_class(class).ok_or_else(|| WanError::UnknownPipeline {
         path: index_path.clone(),
         class: class.to_string(),
     })?;
-    if index.get("transformer_2").is_some_and(|v| !v.is_null() && v[0].is_string()) {
+    if index
+        .get("transformer_2")
+        .is_some_and(|v| !v.is_null() && v[0].is_string())
+    {
         return Err(WanError::InvalidConfig {
             path: index_path,
             message: "two-expert checkpoints (transformer_2) are not supported".into(),
@@ -192,7 +198,12 @@ impl WanModel {
 
     /// The conditioning of one generation; the negative prompt is only encoded when
     /// `guidance_scale > 1`, as the pipelines do.
-    pub fn encode_prompts(&self, prompt: &str, negative_prompt: &str, guidance_scale: f64) -> Result<PromptEmbeds> {
+    pub fn encode_prompts(
+        &self,
+        prompt: &str,
+        negative_prompt: &str,
+        guidance_scale: f64,
+    ) -> Result<PromptEmbeds> {
         Ok(PromptEmbeds {
             cond: self.encode_prompt(prompt)?,
             uncond: if guidance_scale > 1.0 {

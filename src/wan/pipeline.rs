@@ -8,9 +8,9 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::WanModel;
 use super::error::{Result, WanError};
 use super::scheduler::Scheduler;
-use super::WanModel;
 
 /// The text conditioning of one generation: `[1, 512, D]` each.
 #[derive(Debug, Clone)]
@@ -56,7 +56,13 @@ pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 impl WanModel {
     /// Lucy-Edit: pure noise, with the source video's latents concatenated on the
     /// channel axis at every step. `video` is `[F, H, W, 3]` in [0, 1].
-    pub fn lucy_edit(&self, video: &Tensor, embeds: &PromptEmbeds, sampling: &Sampling, progress: Progress) -> Result<Generation> {
+    pub fn lucy_edit(
+        &self,
+        video: &Tensor,
+        embeds: &PromptEmbeds,
+        sampling: &Sampling,
+        progress: Progress,
+    ) -> Result<Generation> {
         let cfg = self.transformer.config();
         if cfg.in_channels != 2 * cfg.out_channels {
             return Err(WanError::InvalidInput(format!(
@@ -67,8 +73,15 @@ impl WanModel {
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
         let mut scheduler = Scheduler::new(&self.scheduler, sampling.num_inference_steps);
-        let (final_latents, first_noise_pred) =
-            self.denoise(noise, Some(&source), embeds, &mut scheduler, 0, sampling.guidance_scale, progress)?;
+        let (final_latents, first_noise_pred) = self.denoise(
+            noise,
+            Some(&source),
+            embeds,
+            &mut scheduler,
+            0,
+            sampling.guidance_scale,
+            progress,
+        )?;
         Ok(Generation {
             video: self.decode_video(&final_latents)?,
             source_latents: Some(source),
@@ -89,7 +102,9 @@ impl WanModel {
     ) -> Result<Generation> {
         self.expect_plain_transformer("video2video")?;
         if !(0.0..=1.0).contains(&strength) {
-            return Err(WanError::InvalidInput(format!("strength {strength} is outside [0, 1]")));
+            return Err(WanError::InvalidInput(format!(
+                "strength {strength} is outside [0, 1]"
+            )));
         }
         let steps = sampling.num_inference_steps;
         let kept = ((steps as f64 * strength) as usize).min(steps);
@@ -103,8 +118,15 @@ impl WanModel {
         let noise = self.noise(&sampling.noise, source.dims())?;
         let mut scheduler = Scheduler::new(&self.scheduler, steps);
         let latents = scheduler.add_noise(&source, &noise, scheduler.timesteps()[start])?;
-        let (final_latents, first_noise_pred) =
-            self.denoise(latents, None, embeds, &mut scheduler, start, sampling.guidance_scale, progress)?;
+        let (final_latents, first_noise_pred) = self.denoise(
+            latents,
+            None,
+            embeds,
+            &mut scheduler,
+            start,
+            sampling.guidance_scale,
+            progress,
+        )?;
         Ok(Generation {
             video: self.decode_video(&final_latents)?,
             source_latents: Some(source),
@@ -127,8 +149,15 @@ impl WanModel {
         let shape = self.latent_shape(num_frames, height, width)?;
         let noise = self.noise(&sampling.noise, &shape)?;
         let mut scheduler = Scheduler::new(&self.scheduler, sampling.num_inference_steps);
-        let (final_latents, first_noise_pred) =
-            self.denoise(noise, None, embeds, &mut scheduler, 0, sampling.guidance_scale, progress)?;
+        let (final_latents, first_noise_pred) = self.denoise(
+            noise,
+            None,
+            embeds,
+            &mut scheduler,
+            0,
+            sampling.guidance_scale,
+            progress,
+        )?;
         Ok(Generation {
             video: self.decode_video(&final_latents)?,
             source_latents: None,
@@ -152,24 +181,34 @@ impl WanModel {
         let vae = self.vae.config();
         let (t, s) = (vae.temporal_factor(), vae.spatial_factor());
         let [_, ph, pw] = self.transformer.config().patch_size;
-        if frames == 0 || (frames - 1) % t != 0 {
-            return Err(WanError::InvalidInput(format!("{frames} frames: the frame count must be 1 + a multiple of {t}")));
+        if frames == 0 || !(frames - 1).is_multiple_of(t) {
+            return Err(WanError::InvalidInput(format!(
+                "{frames} frames: the frame count must be 1 + a multiple of {t}"
+            )));
         }
-        if height % (s * ph) != 0 || width % (s * pw) != 0 {
+        if !height.is_multiple_of(s * ph) || !width.is_multiple_of(s * pw) {
             return Err(WanError::InvalidInput(format!(
                 "{width}x{height}: the frame size must be a multiple of {}x{}",
                 s * pw,
                 s * ph
             )));
         }
-        Ok(vec![1, vae.z_dim, (frames - 1) / t + 1, height / s, width / s])
+        Ok(vec![
+            1,
+            vae.z_dim,
+            (frames - 1) / t + 1,
+            height / s,
+            width / s,
+        ])
     }
 
     /// The normalised latents of `[F, H, W, 3]` frames in [0, 1].
     fn encode_video(&self, video: &Tensor) -> Result<Tensor> {
         let (f, h, w, c) = video.dims4()?;
         if c != 3 {
-            return Err(WanError::InvalidInput(format!("frames must have 3 channels, not {c}")));
+            return Err(WanError::InvalidInput(format!(
+                "frames must have 3 channels, not {c}"
+            )));
         }
         self.latent_shape(f, h, w)?;
         let x = video
@@ -197,7 +236,9 @@ impl WanModel {
 
     fn noise(&self, noise: &Noise, shape: &[usize]) -> Result<Tensor> {
         match noise {
-            Noise::Tensor(t) if t.dims() == shape => Ok(t.to_device(&self.device)?.to_dtype(DType::F32)?),
+            Noise::Tensor(t) if t.dims() == shape => {
+                Ok(t.to_device(&self.device)?.to_dtype(DType::F32)?)
+            }
             Noise::Tensor(t) => Err(WanError::InvalidInput(format!(
                 "noise has shape {:?}, the pipeline draws {shape:?}",
                 t.dims()
@@ -225,9 +266,14 @@ impl WanModel {
         progress: Progress,
     ) -> Result<(Tensor, Tensor)> {
         let guided = guidance_scale > 1.0;
-        let cond = self.transformer.embed_text(&embeds.cond.to_device(&self.device)?)?;
+        let cond = self
+            .transformer
+            .embed_text(&embeds.cond.to_device(&self.device)?)?;
         let uncond = match (&embeds.uncond, guided) {
-            (Some(uncond), true) => Some(self.transformer.embed_text(&uncond.to_device(&self.device)?)?),
+            (Some(uncond), true) => Some(
+                self.transformer
+                    .embed_text(&uncond.to_device(&self.device)?)?,
+            ),
             (None, true) => {
                 return Err(WanError::InvalidInput(
                     "guidance_scale > 1 needs negative prompt embeddings".into(),
@@ -242,18 +288,25 @@ impl WanModel {
                 Some(c) => Tensor::cat(&[&latents, c], 1)?,
                 None => latents.clone(),
             };
-            let mut pred = self.transformer.forward(&input, t, &cond)?.to_dtype(DType::F32)?;
+            let mut pred = self
+                .transformer
+                .forward(&input, t, &cond)?
+                .to_dtype(DType::F32)?;
             if first.is_none() {
                 first = Some(pred.clone());
             }
             if let Some(uncond) = &uncond {
-                let pred_u = self.transformer.forward(&input, t, uncond)?.to_dtype(DType::F32)?;
+                let pred_u = self
+                    .transformer
+                    .forward(&input, t, uncond)?
+                    .to_dtype(DType::F32)?;
                 pred = (&pred_u + ((pred - &pred_u)? * guidance_scale)?)?;
             }
             latents = scheduler.step(&pred, t, &latents)?;
             progress(i + 1, timesteps.len());
         }
-        let first = first.ok_or_else(|| WanError::InvalidInput("no denoising step to run".into()))?;
+        let first =
+            first.ok_or_else(|| WanError::InvalidInput("no denoising step to run".into()))?;
         Ok((latents, first))
     }
 }

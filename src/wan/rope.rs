@@ -75,7 +75,11 @@ impl Rope3d {
 /// Rotates interleaved pairs `(x[2i], x[2i+1])` of `xs: [B, H, S, D]` by the tables.
 pub fn apply(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let dtype = xs.dtype();
-    candle_nn::rotary_emb::rope_i(&xs.contiguous()?, &cos.to_dtype(dtype)?, &sin.to_dtype(dtype)?)
+    candle_nn::rotary_emb::rope_i(
+        &xs.contiguous()?,
+        &cos.to_dtype(dtype)?,
+        &sin.to_dtype(dtype)?,
+    )
 }
 
 #[cfg(test)]

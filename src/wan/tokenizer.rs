@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(clean_prompt("  a  cat\n\tjumps  "), "a cat jumps");
         assert_eq!(clean_prompt("Tom &amp; Jerry"), "Tom & Jerry");
         assert_eq!(clean_prompt("&amp;lt;b&amp;gt;"), "<b>");
-        assert_eq!(clean_prompt("\u{201c}hi\u{201d} it\u{2019}s"), "\"hi\" it's");
+        assert_eq!(
+            clean_prompt("\u{201c}hi\u{201d} it\u{2019}s"),
+            "\"hi\" it's"
+        );
         assert_eq!(clean_prompt("\u{fb01}ne"), "fine");
         assert_eq!(clean_prompt("&#65;&#x42;"), "AB");
         assert_eq!(clean_prompt("a <b> &amp; c"), "a <b> & c");

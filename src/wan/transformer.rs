@@ -55,10 +55,21 @@ impl Attention {
     }
 
     /// Self-attention when `context` is `None` (with RoPE), cross-attention otherwise.
-    fn forward(&self, xs: &Tensor, context: Option<&Tensor>, rope: Option<&(Tensor, Tensor)>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        context: Option<&Tensor>,
+        rope: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
         let kv_source = context.unwrap_or(xs);
-        let q = heads(&self.norm_q.forward(&self.to_q.forward(xs)?)?, self.num_heads)?;
-        let k = heads(&self.norm_k.forward(&self.to_k.forward(kv_source)?)?, self.num_heads)?;
+        let q = heads(
+            &self.norm_q.forward(&self.to_q.forward(xs)?)?,
+            self.num_heads,
+        )?;
+        let k = heads(
+            &self.norm_k.forward(&self.to_k.forward(kv_source)?)?,
+            self.num_heads,
+        )?;
         let v = heads(&self.to_v.forward(kv_source)?, self.num_heads)?;
         let (q, k) = match rope {
             Some((cos, sin)) => (rope::apply(&q, cos, sin)?, rope::apply(&k, cos, sin)?),
@@ -126,27 +137,41 @@ impl Block {
             attn2: Attention::new(dim, heads, cfg.eps, vb.pp("attn2"))?,
             norm3: plain_layer_norm(dim, cfg.eps, vb.device())?,
             ffn: FeedForward::new(dim, cfg.ffn_dim, vb.pp("ffn"))?,
-            scale_shift_table: vb.get((1, 6, dim), "scale_shift_table")?.to_dtype(DType::F32)?,
+            scale_shift_table: vb
+                .get((1, 6, dim), "scale_shift_table")?
+                .to_dtype(DType::F32)?,
         })
     }
 
     /// `modulation` is the f32 `[1, 6, dim]` projection of the timestep.
-    fn forward(&self, xs: &Tensor, context: &Tensor, modulation: &Tensor, rope: &(Tensor, Tensor)) -> Result<Tensor> {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        context: &Tensor,
+        modulation: &Tensor,
+        rope: &(Tensor, Tensor),
+    ) -> Result<Tensor> {
         let dtype = xs.dtype();
         let m = self.scale_shift_table.broadcast_add(modulation)?;
         let chunk = |i: usize| m.narrow(1, i, 1);
         let (shift, scale, gate) = (chunk(0)?, chunk(1)?, chunk(2)?);
         let (c_shift, c_scale, c_gate) = (chunk(3)?, chunk(4)?, chunk(5)?);
 
-        let modulated = |norm: &LayerNorm, xs: &Tensor, shift: &Tensor, scale: &Tensor| -> Result<Tensor> {
-            norm_f32(norm, xs)?
-                .broadcast_mul(&(scale + 1.0)?)?
-                .broadcast_add(shift)?
-                .to_dtype(dtype)
-        };
+        let modulated =
+            |norm: &LayerNorm, xs: &Tensor, shift: &Tensor, scale: &Tensor| -> Result<Tensor> {
+                norm_f32(norm, xs)?
+                    .broadcast_mul(&(scale + 1.0)?)?
+                    .broadcast_add(shift)?
+                    .to_dtype(dtype)
+            };
 
-        let attn = self.attn1.forward(&modulated(&self.norm1, xs, &shift, &scale)?, None, Some(rope))?;
-        let xs = (xs.to_dtype(DType::F32)? + attn.to_dtype(DType::F32)?.broadcast_mul(&gate)?)?.to_dtype(dtype)?;
+        let attn = self.attn1.forward(
+            &modulated(&self.norm1, xs, &shift, &scale)?,
+            None,
+            Some(rope),
+        )?;
+        let xs = (xs.to_dtype(DType::F32)? + attn.to_dtype(DType::F32)?.broadcast_mul(&gate)?)?
+            .to_dtype(dtype)?;
 
         let normed = match &self.norm2 {
             Some(norm) => norm_f32(norm, &xs)?.to_dtype(dtype)?,
@@ -154,8 +179,11 @@ impl Block {
         };
         let xs = (&xs + self.attn2.forward(&normed, Some(context), None)?)?;
 
-        let ff = self.ffn.forward(&modulated(&self.norm3, &xs, &c_shift, &c_scale)?)?;
-        (xs.to_dtype(DType::F32)? + ff.to_dtype(DType::F32)?.broadcast_mul(&c_gate)?)?.to_dtype(dtype)
+        let ff = self
+            .ffn
+            .forward(&modulated(&self.norm3, &xs, &c_shift, &c_scale)?)?;
+        (xs.to_dtype(DType::F32)? + ff.to_dtype(DType::F32)?.broadcast_mul(&c_gate)?)?
+            .to_dtype(dtype)
     }
 }
 
@@ -191,11 +219,18 @@ impl WanTransformer {
         Ok(Self {
             patch_weight,
             patch_bias: patch.get(dim, "bias")?,
-            condition: ConditionEmbedder::new(dim, cfg.freq_dim, cfg.text_dim, vb.pp("condition_embedder"))?,
+            condition: ConditionEmbedder::new(
+                dim,
+                cfg.freq_dim,
+                cfg.text_dim,
+                vb.pp("condition_embedder"),
+            )?,
             blocks,
             norm_out: plain_layer_norm(dim, cfg.eps, vb.device())?,
             proj_out: linear(dim, cfg.out_channels * pt * ph * pw, vb.pp("proj_out"))?,
-            scale_shift_table: vb.get((1, 2, dim), "scale_shift_table")?.to_dtype(DType::F32)?,
+            scale_shift_table: vb
+                .get((1, 2, dim), "scale_shift_table")?
+                .to_dtype(DType::F32)?,
             rope: Rope3d::new(cfg.attention_head_dim, cfg.rope_max_seq_len),
             cfg: cfg.clone(),
         })
@@ -208,7 +243,8 @@ impl WanTransformer {
     /// The text context `[B, L, dim]` of prompt embeddings `[B, L, text_dim]`; it does
     /// not depend on the timestep, so a denoising loop computes it once per prompt.
     pub fn embed_text(&self, text: &Tensor) -> Result<Tensor> {
-        self.condition.text(&text.to_dtype(self.patch_weight.dtype())?)
+        self.condition
+            .text(&text.to_dtype(self.patch_weight.dtype())?)
     }
 
     /// The flow prediction `[B, out, F, H, W]` for latents `[B, in, F, H, W]` at
@@ -217,8 +253,10 @@ impl WanTransformer {
         let dtype = self.patch_weight.dtype();
         let (b, c, f, h, w) = latents.dims5()?;
         let [pt, ph, pw] = self.cfg.patch_size;
-        if f % pt != 0 || h % ph != 0 || w % pw != 0 {
-            candle_core::bail!("latent size {f}x{h}x{w} is not a multiple of the patch size {pt}x{ph}x{pw}");
+        if !f.is_multiple_of(pt) || !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
+            candle_core::bail!(
+                "latent size {f}x{h}x{w} is not a multiple of the patch size {pt}x{ph}x{pw}"
+            );
         }
         let grid = [f / pt, h / ph, w / pw];
         let tokens = grid.iter().product::<usize>();

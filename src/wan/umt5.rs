@@ -117,14 +117,15 @@ impl SelfAttention {
         // T5 folds the 1/sqrt(d) scaling into its initialisation: the scores are not
         // scaled.
         let scores = q.matmul(&k.t()?)?;
-        let scores = scores.broadcast_add(&self.bias(len, xs.device())?.to_dtype(scores.dtype())?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-            .to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((
-            b,
-            len,
-            self.num_heads * self.d_kv,
-        ))?;
+        let scores =
+            scores.broadcast_add(&self.bias(len, xs.device())?.to_dtype(scores.dtype())?)?;
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let out =
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, len, self.num_heads * self.d_kv))?;
         self.o.forward(&out)
     }
 }

@@ -67,7 +67,9 @@ fn frames_to_batch(xs: &Tensor) -> Result<Tensor> {
 
 fn batch_to_frames(xs: &Tensor, b: usize) -> Result<Tensor> {
     let (bt, c, h, w) = xs.dims4()?;
-    xs.reshape((b, bt / b, c, h, w))?.permute((0, 2, 1, 3, 4))?.contiguous()
+    xs.reshape((b, bt / b, c, h, w))?
+        .permute((0, 2, 1, 3, 4))?
+        .contiguous()
 }
 
 /// A Conv3d causal in time (padded on the left only), computed as one Conv2d per
@@ -132,7 +134,9 @@ impl CausalConv3d {
             let frames = if self.time_stride == 1 {
                 xs.narrow(2, k, t_out)?
             } else {
-                let idx: Vec<u32> = (0..t_out).map(|j| (k + j * self.time_stride) as u32).collect();
+                let idx: Vec<u32> = (0..t_out)
+                    .map(|j| (k + j * self.time_stride) as u32)
+                    .collect();
                 xs.index_select(&Tensor::new(idx, xs.device())?, 2)?
             };
             let out = frames_to_batch(&frames)?.conv2d(tap, cfg.padding, 1, 1, 1)?;
@@ -173,7 +177,8 @@ impl ChannelRmsNorm {
     /// `frames`: whether the input is `[B, C, T, H, W]` (else per-frame `[N, C, H, W]`).
     fn new(dim: usize, frames: bool, vb: VarBuilder) -> Result<Self> {
         let gamma = if frames {
-            vb.get((dim, 1, 1, 1), "gamma")?.reshape((1, dim, 1, 1, 1))?
+            vb.get((dim, 1, 1, 1), "gamma")?
+                .reshape((1, dim, 1, 1, 1))?
         } else {
             vb.get((dim, 1, 1), "gamma")?.reshape((1, dim, 1, 1))?
         };
@@ -211,7 +216,12 @@ impl ResidualBlock {
             norm2: ChannelRmsNorm::new(out_dim, true, vb.pp("norm2"))?,
             conv2: CausalConv3d::cube(out_dim, out_dim, 3, vb.pp("conv2"))?,
             shortcut: if in_dim != out_dim {
-                Some(CausalConv3d::cube(in_dim, out_dim, 1, vb.pp("conv_shortcut"))?)
+                Some(CausalConv3d::cube(
+                    in_dim,
+                    out_dim,
+                    1,
+                    vb.pp("conv_shortcut"),
+                )?)
             } else {
                 None
             },
@@ -254,7 +264,10 @@ impl FrameAttention {
         let n = x.dim(0)?;
         let qkv = self.to_qkv.forward(&self.norm.forward(&x)?)?;
         // [N, 3C, HW] -> [N, 1, HW, 3C]: one head over all channels.
-        let qkv = qkv.reshape((n, 3 * c, h * w))?.transpose(1, 2)?.unsqueeze(1)?;
+        let qkv = qkv
+            .reshape((n, 3 * c, h * w))?
+            .transpose(1, 2)?
+            .unsqueeze(1)?;
         let part = |i: usize| qkv.narrow(D::Minus1, i * c, c)?.contiguous();
         let out = attention(&part(0)?, &part(1)?, &part(2)?, 1.0 / (c as f64).sqrt())?;
         let out = out.squeeze(1)?.transpose(1, 2)?.reshape((n, c, h, w))?;
@@ -288,7 +301,9 @@ impl Resample {
                 };
                 let conv = candle_nn::conv2d(dim, up_out_dim, 3, cfg, vb.pp("resample.1"))?;
                 let time = (mode == ResampleMode::Up3d)
-                    .then(|| CausalConv3d::new(dim, 2 * dim, [3, 1, 1], 1, [1, 0, 0], vb.pp("time_conv")))
+                    .then(|| {
+                        CausalConv3d::new(dim, 2 * dim, [3, 1, 1], 1, [1, 0, 0], vb.pp("time_conv"))
+                    })
                     .transpose()?;
                 (conv, time)
             }
@@ -299,7 +314,9 @@ impl Resample {
                 };
                 let conv = candle_nn::conv2d(dim, dim, 3, cfg, vb.pp("resample.1"))?;
                 let time = (mode == ResampleMode::Down3d)
-                    .then(|| CausalConv3d::new(dim, dim, [3, 1, 1], 2, [0, 0, 0], vb.pp("time_conv")))
+                    .then(|| {
+                        CausalConv3d::new(dim, dim, [3, 1, 1], 2, [0, 0, 0], vb.pp("time_conv"))
+                    })
                     .transpose()?;
                 (conv, time)
             }
@@ -365,7 +382,8 @@ impl Resample {
             match cache.take() {
                 Slot::Frames(previous) => {
                     let keep = last_frames(&x, 1)?;
-                    x = time_conv.forward(&Tensor::cat(&[&last_frames(&previous, 1)?, &x], 2)?, None)?;
+                    x = time_conv
+                        .forward(&Tensor::cat(&[&last_frames(&previous, 1)?, &x], 2)?, None)?;
                     cache.put(Slot::Frames(keep));
                 }
                 _ => cache.put(Slot::Frames(x.clone())),
@@ -526,13 +544,20 @@ fn encoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
         let (in_dim, out_dim) = (dims[i], dims[i + 1]);
         let down = i != last;
         let temporal = down && cfg.temperal_downsample[i];
-        let mode = if temporal { ResampleMode::Down3d } else { ResampleMode::Down2d };
+        let mode = if temporal {
+            ResampleMode::Down3d
+        } else {
+            ResampleMode::Down2d
+        };
         if cfg.is_residual {
             let vb = vb.pp(format!("down_blocks.{i}"));
             let resnets = (0..cfg.num_res_blocks)
                 .map(|j| {
                     let d = if j == 0 { in_dim } else { out_dim };
-                    Ok((ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))?, None))
+                    Ok((
+                        ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))?,
+                        None,
+                    ))
                 })
                 .collect::<Result<_>>()?;
             stages.push(Stage {
@@ -556,7 +581,10 @@ fn encoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
                 flat += 1;
                 let attn = if cfg.attn_scales.contains(&scale) {
                     flat += 1;
-                    Some(FrameAttention::new(out_dim, vb.pp(format!("down_blocks.{}", flat - 1)))?)
+                    Some(FrameAttention::new(
+                        out_dim,
+                        vb.pp(format!("down_blocks.{}", flat - 1)),
+                    )?)
                 } else {
                     None
                 };
@@ -566,7 +594,12 @@ fn encoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
             let resample = if down {
                 flat += 1;
                 scale /= 2.0;
-                Some(Resample::new(out_dim, mode, out_dim, vb.pp(format!("down_blocks.{}", flat - 1)))?)
+                Some(Resample::new(
+                    out_dim,
+                    mode,
+                    out_dim,
+                    vb.pp(format!("down_blocks.{}", flat - 1)),
+                )?)
             } else {
                 None
             };
@@ -606,12 +639,19 @@ fn decoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
         }
         let up = i != last;
         let temporal = up && upsample[i];
-        let mode = if temporal { ResampleMode::Up3d } else { ResampleMode::Up2d };
+        let mode = if temporal {
+            ResampleMode::Up3d
+        } else {
+            ResampleMode::Up2d
+        };
         let vb = vb.pp(format!("up_blocks.{i}"));
         let resnets = (0..=cfg.num_res_blocks)
             .map(|j| {
                 let d = if j == 0 { in_dim } else { out_dim };
-                Ok((ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))?, None))
+                Ok((
+                    ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))?,
+                    None,
+                ))
             })
             .collect::<Result<_>>()?;
         let (resample, up_shortcut) = match (up, cfg.is_residual) {
@@ -625,7 +665,12 @@ fn decoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
                 }),
             ),
             (true, false) => (
-                Some(Resample::new(out_dim, mode, out_dim / 2, vb.pp("upsamplers.0"))?),
+                Some(Resample::new(
+                    out_dim,
+                    mode,
+                    out_dim / 2,
+                    vb.pp("upsamplers.0"),
+                )?),
                 None,
             ),
         };
@@ -650,7 +695,7 @@ fn decoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
 /// Wan2.2 folds 2x2 pixel blocks into channels (channel index `c * 4 + pw * 2 + ph`).
 fn patchify(xs: &Tensor, p: usize) -> Result<Tensor> {
     let (b, c, f, h, w) = xs.dims5()?;
-    if h % p != 0 || w % p != 0 {
+    if !h.is_multiple_of(p) || !w.is_multiple_of(p) {
         candle_core::bail!("frame size {h}x{w} is not a multiple of the VAE patch size {p}");
     }
     xs.reshape(vec![b, c, f, h / p, p, w / p, p])?
@@ -710,11 +755,17 @@ impl WanVae {
         let frames = x.dim(2)?;
         let step = self.cfg.temporal_factor();
         let mut cache = FeatureCache::default();
-        let mut outputs = vec![self.encoder.forward(&x.narrow(2, 0, 1)?, &mut cache, true)?];
+        let mut outputs = vec![
+            self.encoder
+                .forward(&x.narrow(2, 0, 1)?, &mut cache, true)?,
+        ];
         let mut start = 1;
         while start < frames {
             let len = step.min(frames - start);
-            outputs.push(self.encoder.forward(&x.narrow(2, start, len)?, &mut cache, false)?);
+            outputs.push(
+                self.encoder
+                    .forward(&x.narrow(2, start, len)?, &mut cache, false)?,
+            );
             start += len;
         }
         let moments = self.quant_conv.forward(&Tensor::cat(&outputs, 2)?, None)?;
@@ -727,7 +778,10 @@ impl WanVae {
         let z = self.post_quant_conv.forward(latents, None)?;
         let mut cache = FeatureCache::default();
         let outputs = (0..z.dim(2)?)
-            .map(|i| self.decoder.forward(&z.narrow(2, i, 1)?, &mut cache, i == 0))
+            .map(|i| {
+                self.decoder
+                    .forward(&z.narrow(2, i, 1)?, &mut cache, i == 0)
+            })
             .collect::<Result<Vec<_>>>()?;
         let out = Tensor::cat(&outputs, 2)?;
         let out = match self.cfg.patch_size {
@@ -766,10 +820,18 @@ mod tests {
     fn conv(weight: Vec<f32>, in_c: usize, out_c: usize, bias: f32) -> Result<CausalConv3d> {
         let dev = Device::Cpu;
         let tensors = HashMap::from([
-            ("weight".to_string(), Tensor::from_vec(weight, (out_c, in_c, 3, 3, 3), &dev)?),
+            (
+                "weight".to_string(),
+                Tensor::from_vec(weight, (out_c, in_c, 3, 3, 3), &dev)?,
+            ),
             ("bias".to_string(), Tensor::full(bias, out_c, &dev)?),
         ]);
-        CausalConv3d::cube(in_c, out_c, 3, VarBuilder::from_tensors(tensors, DType::F32, &dev))
+        CausalConv3d::cube(
+            in_c,
+            out_c,
+            3,
+            VarBuilder::from_tensors(tensors, DType::F32, &dev),
+        )
     }
 
     fn clip(frames: usize, offset: f32) -> Result<Tensor> {
@@ -797,21 +859,26 @@ mod tests {
         for (a, b) in centre.iter().zip(expected) {
             assert!((a - b).abs() < 1e-5, "{centre:?}");
         }
-        assert!((y.get(0)?.get(0)?.get(0)?.to_scalar::<f32>()? - 0.6270650).abs() < 1e-5);
+        assert!((y.get(0)?.get(0)?.get(0)?.to_scalar::<f32>()? - 0.627_065).abs() < 1e-5);
         assert!((y.get(3)?.get(2)?.get(0)?.to_scalar::<f32>()? - 1.1410277).abs() < 1e-5);
         Ok(())
     }
 
     #[test]
     fn causal_conv3d_output_ignores_later_frames() -> Result<()> {
-        let weight: Vec<f32> = (0..2 * 2 * 27).map(|v| ((v * 37 % 11) as f32 - 5.0) / 7.0).collect();
+        let weight: Vec<f32> = (0..2 * 2 * 27)
+            .map(|v| ((v * 37 % 11) as f32 - 5.0) / 7.0)
+            .collect();
         let c = conv(weight, 2, 2, 0.1)?;
         let base = Tensor::cat(&[clip(5, 0.0)?, clip(5, 0.0)?.affine(-1.0, 0.3)?], 1)?;
         // Frames 2.. change; outputs 0 and 1 must not, output 2 must.
         let changed = Tensor::cat(&[clip(5, 3.0)?, clip(5, 3.0)?.affine(-1.0, 0.3)?], 1)?;
         let (a, b) = (c.forward(&base, None)?, c.forward(&changed, None)?);
         let diff = |t: usize| -> Result<f32> {
-            (a.narrow(2, t, 1)? - b.narrow(2, t, 1)?)?.abs()?.max_all()?.to_scalar::<f32>()
+            (a.narrow(2, t, 1)? - b.narrow(2, t, 1)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()
         };
         assert_eq!(diff(0)?, 0.0);
         assert_eq!(diff(1)?, 0.0);
@@ -821,7 +888,12 @@ mod tests {
 
     #[test]
     fn chunked_causal_conv3d_equals_whole_clip() -> Result<()> {
-        let c = conv((0..27).map(|v| (v as f32 - 13.0) / 20.0).collect(), 1, 1, -0.2)?;
+        let c = conv(
+            (0..27).map(|v| (v as f32 - 13.0) / 20.0).collect(),
+            1,
+            1,
+            -0.2,
+        )?;
         let x = clip(5, 0.5)?;
         let whole = c.forward(&x, None)?;
         let mut cache = FeatureCache::default();
