@@ -204,3 +204,53 @@ fn the_text_encoder_can_be_dropped_after_encoding() {
         .unwrap();
     assert_eq!(out.video.dims(), &[5, 32, 32, 3]);
 }
+
+/// Weights converted to half precision at load run the whole pipeline, close to f32
+/// (f16: Candle's CPU matmul has no bf16).
+#[test]
+fn half_precision_runs_close_to_f32() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/v2v_square_f5_4steps_cfg");
+    let video = candle_core::safetensors::load(dir.join("inputs.safetensors"), &Device::Cpu)
+        .unwrap()["video"]
+        .clone();
+    let run = |dtype: DType| {
+        let model = wan::load(dir.join("model").to_str().unwrap(), &Device::Cpu, dtype).unwrap();
+        let embeds = model.encode_prompts("a cat", "blurry", 5.0).unwrap();
+        let sampling = wan::Sampling {
+            num_inference_steps: 2,
+            guidance_scale: 5.0,
+            noise: wan::Noise::Seed(3),
+        };
+        model
+            .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {})
+            .unwrap()
+            .video
+    };
+    let (full, half) = (run(DType::F32), run(DType::F16));
+    assert_eq!(half.dtype(), DType::F32);
+    let err = ((&half - &full)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap())
+        / full
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+    assert!(err < 0.05, "f16 relative error {err}");
+    assert!(
+        err > 0.0,
+        "bf16 gave exactly the f32 result: the dtype was not applied"
+    );
+}

@@ -38,7 +38,9 @@ pub use attention::attention;
 pub use config::{TransformerConfig, Umt5Config, VaeConfig};
 pub use embeddings::timestep_embedding;
 pub use error::{Result, WanError};
-pub use pipeline::{Generation, Noise, Progress, PromptEmbeds, Sampling};
+pub use pipeline::{
+    Generation, Noise, Progress, PromptEmbeds, Sampling, frames_from_rgb8, frames_to_rgb8,
+};
 pub use rope::Rope3d;
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use tokenizer::{MAX_SEQUENCE_LENGTH, PromptTokenizer, clean_prompt};

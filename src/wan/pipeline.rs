@@ -50,6 +50,40 @@ pub struct Generation {
     pub final_latents: Tensor,
 }
 
+/// `[F, H, W, 3]` f32 frames in [0, 1] of packed 8-bit RGB images (`width * height * 3`
+/// bytes each), the form the pipelines take.
+pub fn frames_from_rgb8(
+    frames: &[Vec<u8>],
+    width: usize,
+    height: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let expected = width * height * 3;
+    if let Some(bad) = frames.iter().find(|f| f.len() != expected) {
+        return Err(WanError::InvalidInput(format!(
+            "a {width}x{height} RGB frame has {expected} bytes, not {}",
+            bad.len()
+        )));
+    }
+    let bytes: Vec<u8> = frames.concat();
+    let video = Tensor::from_vec(bytes, (frames.len(), height, width, 3), device)?;
+    Ok(video.to_dtype(DType::F32)?.affine(1.0 / 255.0, 0.0)?)
+}
+
+/// Packed 8-bit RGB images of `[F, H, W, 3]` frames in [0, 1], rounded to nearest.
+pub fn frames_to_rgb8(video: &Tensor) -> Result<Vec<Vec<u8>>> {
+    let (f, ..) = video.dims4()?;
+    let bytes = video
+        .to_dtype(DType::F32)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.5)?
+        .floor()?
+        .to_dtype(DType::U8)?;
+    (0..f)
+        .map(|i| Ok(bytes.get(i)?.flatten_all()?.to_vec1::<u8>()?))
+        .collect()
+}
+
 /// Reports `(steps done, steps in all)` after each denoising step.
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
@@ -308,5 +342,27 @@ impl WanModel {
         let first =
             first.ok_or_else(|| WanError::InvalidInput("no denoising step to run".into()))?;
         Ok((latents, first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb8_frames_round_trip() -> Result<()> {
+        let frames = vec![
+            (0..12).map(|v| (v * 21) as u8).collect::<Vec<u8>>(),
+            vec![255; 12],
+        ];
+        let video = frames_from_rgb8(&frames, 2, 2, &Device::Cpu)?;
+        assert_eq!(video.dims(), &[2, 2, 2, 3]);
+        assert_eq!(
+            video.get(0)?.get(0)?.get(0)?.get(1)?.to_scalar::<f32>()?,
+            21.0 / 255.0
+        );
+        assert_eq!(frames_to_rgb8(&video)?, frames);
+        assert!(frames_from_rgb8(&frames, 3, 2, &Device::Cpu).is_err());
+        Ok(())
     }
 }
