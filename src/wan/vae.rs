@@ -72,12 +72,15 @@ fn batch_to_frames(xs: &Tensor, b: usize) -> Result<Tensor> {
         .contiguous()
 }
 
-/// A Conv3d causal in time (padded on the left only), computed as one Conv2d per
-/// temporal tap summed, since Candle has no Conv3d.
+/// A Conv3d causal in time (padded on the left only). Candle has no Conv3d: the
+/// temporal taps are stacked on the input channels, so that one Conv2d over frames
+/// carrying their `kt - 1` predecessors computes all taps at once.
 #[derive(Debug, Clone)]
 struct CausalConv3d {
-    taps: Vec<Tensor>,
+    /// `[out, kt * in, kh, kw]`, tap-major on the input channels.
+    weight: Tensor,
     bias: Tensor,
+    taps: usize,
     time_pad: usize,
     time_stride: usize,
     spatial_pad: usize,
@@ -93,12 +96,14 @@ impl CausalConv3d {
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = vb.get((out_c, in_c, kernel[0], kernel[1], kernel[2]), "weight")?;
-        let taps = (0..kernel[0])
-            .map(|k| weight.narrow(2, k, 1)?.squeeze(2)?.contiguous())
-            .collect::<Result<_>>()?;
+        let weight = weight
+            .permute((0, 2, 1, 3, 4))?
+            .reshape((out_c, kernel[0] * in_c, kernel[1], kernel[2]))?
+            .contiguous()?;
         Ok(Self {
-            taps,
+            weight,
             bias: vb.get(out_c, "bias")?,
+            taps: kernel[0],
             time_pad: 2 * padding[0],
             time_stride,
             spatial_pad: padding[1],
@@ -123,29 +128,25 @@ impl CausalConv3d {
             xs = xs.pad_with_zeros(2, pad, 0)?;
         }
         let (b, _, t, _, _) = xs.dims5()?;
-        let kt = self.taps.len();
-        let t_out = (t - kt) / self.time_stride + 1;
-        let cfg = Conv2dConfig {
-            padding: self.spatial_pad,
-            ..Default::default()
+        let t_out = (t - self.taps) / self.time_stride + 1;
+        let shifted = (0..self.taps)
+            .map(|k| {
+                if self.time_stride == 1 {
+                    xs.narrow(2, k, t_out)
+                } else {
+                    let idx: Vec<u32> = (0..t_out)
+                        .map(|j| (k + j * self.time_stride) as u32)
+                        .collect();
+                    xs.index_select(&Tensor::new(idx, xs.device())?, 2)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let stacked = if shifted.len() == 1 {
+            shifted[0].clone()
+        } else {
+            Tensor::cat(&shifted, 1)?
         };
-        let mut sum: Option<Tensor> = None;
-        for (k, tap) in self.taps.iter().enumerate() {
-            let frames = if self.time_stride == 1 {
-                xs.narrow(2, k, t_out)?
-            } else {
-                let idx: Vec<u32> = (0..t_out)
-                    .map(|j| (k + j * self.time_stride) as u32)
-                    .collect();
-                xs.index_select(&Tensor::new(idx, xs.device())?, 2)?
-            };
-            let out = frames_to_batch(&frames)?.conv2d(tap, cfg.padding, 1, 1, 1)?;
-            sum = Some(match sum {
-                Some(acc) => (acc + out)?,
-                None => out,
-            });
-        }
-        let out = sum.expect("a convolution has at least one tap");
+        let out = frames_to_batch(&stacked)?.conv2d(&self.weight, self.spatial_pad, 1, 1, 1)?;
         let out = out.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
         batch_to_frames(&out, b)
     }
