@@ -130,7 +130,7 @@ def transformer(in_channels, out_channels, seed):
     return model
 
 
-def vae(generation, seed):
+def vae(generation, seed, num_res_blocks=1, attn_scales=()):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     if generation == "2.1":
@@ -139,8 +139,8 @@ def vae(generation, seed):
             base_dim=4,
             z_dim=z,
             dim_mult=[1, 2, 2, 2],
-            num_res_blocks=1,
-            attn_scales=[],
+            num_res_blocks=num_res_blocks,
+            attn_scales=list(attn_scales),
             temperal_downsample=[False, True, True],
             latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
             latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
@@ -152,8 +152,8 @@ def vae(generation, seed):
             decoder_base_dim=6,
             z_dim=z,
             dim_mult=[1, 2, 2, 2],
-            num_res_blocks=1,
-            attn_scales=[],
+            num_res_blocks=num_res_blocks,
+            attn_scales=list(attn_scales),
             temperal_downsample=[False, True, True],
             is_residual=True,
             in_channels=12,
@@ -186,7 +186,7 @@ PIPELINES = {
 def build_model(case, model_dir, seed):
     tok = train_tokenizer(os.path.join(model_dir, "tokenizer"))
     vae_generation = "2.2" if case["pipeline"] == "lucy-edit" else "2.1"
-    v = vae(vae_generation, seed)
+    v = vae(vae_generation, seed, **case.get("_vae", {}))
     z = v.config.z_dim
     in_ch = 2 * z if case["pipeline"] == "lucy-edit" else z
     cls, _ = PIPELINES[case["pipeline"]]
@@ -316,7 +316,7 @@ CASES = [
          width=64, num_frames=9, _scheduler="flow", _shift=5.0, _save_dtype="bf16"),
     dict(name="lucy_tall_f13_unipc_long_prompt", pipeline="lucy-edit", prompt=LONG_PROMPT, negative_prompt="",
          num_inference_steps=3, guidance_scale=4.0, height=64, width=32, num_frames=13, _scheduler="unipc",
-         _shift=3.0),
+         _shift=3.0, _vae=dict(num_res_blocks=2)),
     # Wan2.1 video-to-video: UniPC with flow sigmas, strength skips the first steps.
     dict(name="v2v_square_f5_4steps_cfg", pipeline="video2video", prompt="a cat jumps over the fence",
          negative_prompt="low quality", num_inference_steps=4, guidance_scale=5.0, strength=0.7, height=32,
@@ -326,7 +326,8 @@ CASES = [
          num_frames=9, _scheduler="unipc", _shift=5.0, _save_dtype="f16"),
     dict(name="v2v_tall_f13_long_prompt", pipeline="video2video", prompt=LONG_PROMPT,
          negative_prompt="blurry", num_inference_steps=5, guidance_scale=3.5, strength=0.6, height=48,
-         width=32, num_frames=13, _scheduler="unipc", _shift=5.0, _save_dtype="f16"),
+         width=32, num_frames=13, _scheduler="unipc", _shift=5.0, _save_dtype="f16",
+         _vae=dict(num_res_blocks=2)),
     # Wan2.1 text-to-video.
     dict(name="t2v_square_f5_1step", pipeline="text2video", prompt="the quick brown fox",
          negative_prompt="", num_inference_steps=1, guidance_scale=1.0, height=32, width=32, num_frames=5,

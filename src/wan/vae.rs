@@ -470,11 +470,11 @@ impl MidBlock {
     }
 }
 
-/// One stage of the encoder or decoder: residual blocks (with optional attention after
-/// each), an optional resampler, and in Wan2.2 a parameter-free shortcut.
+/// One stage of the encoder or decoder: residual blocks, an optional resampler, and in
+/// Wan2.2 a parameter-free shortcut.
 #[derive(Debug, Clone)]
 struct Stage {
-    resnets: Vec<(ResidualBlock, Option<FrameAttention>)>,
+    resnets: Vec<ResidualBlock>,
     resample: Option<Resample>,
     down_shortcut: Option<AvgDown3d>,
     up_shortcut: Option<DupUp3d>,
@@ -483,11 +483,8 @@ struct Stage {
 impl Stage {
     fn forward(&self, xs: &Tensor, cache: &mut FeatureCache, first_chunk: bool) -> Result<Tensor> {
         let mut x = xs.clone();
-        for (resnet, attn) in &self.resnets {
+        for resnet in &self.resnets {
             x = resnet.forward(&x, cache)?;
-            if let Some(attn) = attn {
-                x = attn.forward(&x)?;
-            }
         }
         if let Some(resample) = &self.resample {
             x = resample.forward(&x, cache)?;
@@ -539,7 +536,6 @@ fn encoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
         .collect();
     let last = cfg.dim_mult.len() - 1;
     let mut stages = Vec::new();
-    let mut scale = 1.0;
     let mut flat = 0;
     for i in 0..cfg.dim_mult.len() {
         let (in_dim, out_dim) = (dims[i], dims[i + 1]);
@@ -555,10 +551,7 @@ fn encoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
             let resnets = (0..cfg.num_res_blocks)
                 .map(|j| {
                     let d = if j == 0 { in_dim } else { out_dim };
-                    Ok((
-                        ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))?,
-                        None,
-                    ))
+                    ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))
                 })
                 .collect::<Result<_>>()?;
             stages.push(Stage {
@@ -578,23 +571,16 @@ fn encoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
             let mut resnets = Vec::new();
             let mut d = in_dim;
             for _ in 0..cfg.num_res_blocks {
-                let res = ResidualBlock::new(d, out_dim, vb.pp(format!("down_blocks.{flat}")))?;
+                resnets.push(ResidualBlock::new(
+                    d,
+                    out_dim,
+                    vb.pp(format!("down_blocks.{flat}")),
+                )?);
                 flat += 1;
-                let attn = if cfg.attn_scales.contains(&scale) {
-                    flat += 1;
-                    Some(FrameAttention::new(
-                        out_dim,
-                        vb.pp(format!("down_blocks.{}", flat - 1)),
-                    )?)
-                } else {
-                    None
-                };
-                resnets.push((res, attn));
                 d = out_dim;
             }
             let resample = if down {
                 flat += 1;
-                scale /= 2.0;
                 Some(Resample::new(
                     out_dim,
                     mode,
@@ -649,10 +635,7 @@ fn decoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
         let resnets = (0..=cfg.num_res_blocks)
             .map(|j| {
                 let d = if j == 0 { in_dim } else { out_dim };
-                Ok((
-                    ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))?,
-                    None,
-                ))
+                ResidualBlock::new(d, out_dim, vb.pp(format!("resnets.{j}")))
             })
             .collect::<Result<_>>()?;
         let (resample, up_shortcut) = match (up, cfg.is_residual) {
@@ -726,6 +709,11 @@ pub struct WanVae {
 impl WanVae {
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         let z = cfg.z_dim;
+        // Attention inside the encoder stages exists in the original code but in no
+        // released checkpoint, and diffusers cannot run it; refuse it rather than guess.
+        if !cfg.attn_scales.is_empty() {
+            candle_core::bail!("attn_scales {:?} is not supported", cfg.attn_scales);
+        }
         if cfg.latents_mean.len() != z || cfg.latents_std.len() != z {
             candle_core::bail!("latents_mean and latents_std must have z_dim = {z} entries");
         }
