@@ -61,7 +61,7 @@ fn unknown_pipeline_class_names_model_index() {
         v["_class_name"] = "StableDiffusionPipeline".into()
     });
     let err = error_of(load(&dir));
-    assert!(matches!(err, WanError::UnknownPipeline { .. }), "{err}");
+    assert!(matches!(err, WanError::UnknownClass { .. }), "{err}");
     let message = err.to_string();
     assert!(
         message.contains("model_index.json") && message.contains("StableDiffusionPipeline"),

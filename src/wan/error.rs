@@ -21,14 +21,15 @@ pub enum WanError {
     MissingFile { path: PathBuf },
     #[error("model `{0}` is neither a directory nor a repository in the Hugging Face cache")]
     ModelNotFound(String),
-    #[error("{path}: unknown pipeline class `{class}`")]
-    UnknownPipeline { path: PathBuf, class: String },
+    #[error("{path}: unknown class `{class}`")]
+    UnknownClass { path: PathBuf, class: String },
     #[error("{path}: {message}")]
     InvalidConfig { path: PathBuf, message: String },
-    #[error("{component}: tensor `{name}`: {source}")]
+    /// A weight file that cannot be read, or a tensor missing from it or of the wrong
+    /// shape (candle's message names the tensor).
+    #[error("{file}: {source}")]
     Weight {
-        component: PathBuf,
-        name: String,
+        file: PathBuf,
         #[source]
         source: Box<candle_core::Error>,
     },

@@ -33,18 +33,19 @@ struct ShardIndex {
 }
 
 /// The safetensors files of one component directory, whichever of the diffusers
-/// (`diffusion_pytorch_model`) or transformers (`model`) names it uses, sharded or not.
-pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// (`diffusion_pytorch_model`) or transformers (`model`) names it uses, and the shard
+/// index when it is sharded.
+pub fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     for stem in ["diffusion_pytorch_model", "model"] {
         let single = dir.join(format!("{stem}.safetensors"));
         if single.is_file() {
-            return Ok(vec![single]);
+            return Ok((vec![single], None));
         }
         let index_path = dir.join(format!("{stem}.safetensors.index.json"));
         if index_path.is_file() {
             let index: ShardIndex = read_json(&index_path)?;
             let shards: BTreeSet<&String> = index.weight_map.values().collect();
-            return shards
+            let files = shards
                 .into_iter()
                 .map(|shard| {
                     let path = dir.join(shard);
@@ -54,7 +55,8 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
                         Err(WanError::MissingFile { path })
                     }
                 })
-                .collect();
+                .collect::<Result<_>>()?;
+            return Ok((files, Some(index_path)));
         }
     }
     Err(WanError::MissingFile {
@@ -65,41 +67,31 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// A component's weights, memory-mapped and converted to `dtype` tensor by tensor as
 /// they are read, so that only the converted copy is ever held.
 pub struct ComponentWeights {
-    pub files: Vec<PathBuf>,
+    /// The file errors name: the single weight file, or the shard index.
+    file: PathBuf,
     pub vb: VarBuilder<'static>,
 }
 
 impl ComponentWeights {
     pub fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        let files = weight_files(dir)?;
+        let (files, index) = weight_files(dir)?;
+        let file = index.unwrap_or_else(|| files[0].clone());
         // SAFETY: the files are only read, and a checkpoint that changes while it is
         // mapped is outside what any loader can guard against.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(
             |source| WanError::Weight {
-                component: files[0].clone(),
-                name: "(file header)".to_string(),
+                file: file.clone(),
                 source: Box::new(source),
             },
         )?;
-        Ok(Self { files, vb })
+        Ok(Self { file, vb })
     }
 
-    /// Wraps an error raised while building the component, naming its weight file.
+    /// Wraps an error raised while building the component, naming its weight file
+    /// (the index, for sharded weights: the tensor's shard is in its `weight_map`).
     pub fn error(&self, source: candle_core::Error) -> WanError {
-        let message = source.to_string();
-        let name = message
-            .split_whitespace()
-            .find(|word| {
-                word.contains('.')
-                    && word
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
-            })
-            .unwrap_or("?")
-            .to_string();
         WanError::Weight {
-            component: self.files[0].clone(),
-            name,
+            file: self.file.clone(),
             source: Box::new(source),
         }
     }

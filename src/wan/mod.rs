@@ -103,7 +103,7 @@ pub fn load(model: &str, device: &Device, dtype: DType) -> Result<WanModel> {
         .get("_class_name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let kind = PipelineKind::from_class(class).ok_or_else(|| WanError::UnknownPipeline {
+    let kind = PipelineKind::from_class(class).ok_or_else(|| WanError::UnknownClass {
         path: index_path.clone(),
         class: class.to_string(),
     })?;

@@ -97,7 +97,7 @@ impl SchedulerConfig {
                 "FlowMatchEulerDiscreteScheduler" => None,
                 "UniPCMultistepScheduler" => UniPc::validate(&cfg).err(),
                 other => {
-                    return Err(WanError::UnknownPipeline {
+                    return Err(WanError::UnknownClass {
                         path,
                         class: other.to_string(),
                     });
