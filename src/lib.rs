@@ -7,9 +7,14 @@
 use gst::glib;
 
 pub mod backend;
+pub mod stream;
+pub mod wan;
+pub mod wanedit;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    Ok(())
+pub use wanedit::WanEdit;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    wanedit::register(plugin)
 }
 
 gst::plugin_define!(

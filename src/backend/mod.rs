@@ -219,9 +219,6 @@ pub struct BackendConfig {
     /// Zero means no limit.
     pub job_timeout: Duration,
     pub params: EditParams,
-    /// The largest edited clip a hosted backend downloads; `None` for
-    /// [`hosted::DEFAULT_MAX_OUTPUT_BYTES`].
-    pub max_output_bytes: Option<u64>,
 }
 
 // Keeps the key out of any Debug output (logs, panics, error texts).
@@ -235,7 +232,6 @@ impl std::fmt::Debug for BackendConfig {
             .field("resolution", &self.resolution)
             .field("job_timeout", &self.job_timeout)
             .field("params", &self.params)
-            .field("max_output_bytes", &self.max_output_bytes)
             .finish()
     }
 }
@@ -266,6 +262,6 @@ pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
             ..config.clone()
         }),
         BackendKind::Candle => Err(ConfigError::NotBuilt("candle")),
-        kind => hosted::create(kind, config),
+        kind => hosted::create(kind, config, hosted::Limits::default()),
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::RngExt;
+use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

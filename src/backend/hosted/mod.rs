@@ -23,9 +23,21 @@ use self::http::{Auth, Http};
 use self::runner::{Hosted, Protocol};
 use crate::backend::{Backend, BackendConfig, BackendError, BackendKind, ConfigError};
 
-/// Outputs larger than this are refused unless `max_output_bytes` says otherwise: 81 frames
-/// at 1080p in high quality H.264 stay far below it.
-pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 512 * 1024 * 1024;
+/// Bounds on what a provider may send back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest edited clip downloaded.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 81 frames at 1080p in high quality H.264 stay far below 512 MiB.
+    fn default() -> Self {
+        Self {
+            max_output_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
 
 /// Jobs a hosted provider runs at once for one element; the provider's rate limits (429)
 /// are the real bound.
@@ -98,8 +110,12 @@ impl Provider {
 }
 
 /// Builds the hosted backend `kind` names.
-pub fn create(kind: BackendKind, config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
-    let max_output = config.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES);
+pub fn create(
+    kind: BackendKind,
+    config: &BackendConfig,
+    limits: Limits,
+) -> Result<Arc<dyn Backend>, ConfigError> {
+    let max_output = limits.max_output_bytes;
     let resolution = config.resolution;
     let http = |endpoints: &[Url], auth| {
         Http::new(endpoints, auth, max_output).map_err(|why| ConfigError::Invalid {

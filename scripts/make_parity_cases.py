@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Build the Wan parity cases of tests/fixtures/parity (see PARITY.md).
+
+Run by hand, not in CI. Versions this was run with:
+
+    pip install torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 tokenizers==0.23.3 \
+        ftfy==6.3.1 safetensors==0.8.0 sentencepiece==0.2.3 accelerate==1.15.0
+
+Usage: python scripts/make_parity_cases.py [OUT_DIR]   (default tests/fixtures/parity)
+
+Every model is a tiny configuration of diffusers' and transformers' own classes with
+every parameter perturbed (fresh norms are exactly one and biases zero, which would hide
+a port that skips them), saved with `save_pretrained` (some in bf16 or f16, to exercise
+the loader's dtype conversion) and reloaded in f32. The pipeline's random draw is patched
+to return the saved noise, and the stage tensors are captured on the way.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
+
+import diffusers
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    LucyEditPipeline,
+    UniPCMultistepScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
+    WanVideoToVideoPipeline,
+)
+from diffusers.pipelines.lucy import pipeline_lucy_edit
+from diffusers.pipelines.wan import pipeline_wan, pipeline_wan_video2video
+
+CORPUS = [
+    "a cat jumps over the fence in the morning light",
+    "turn the shirt red and make the sky purple",
+    "a low quality, blurry video with artifacts",
+    "the quick brown fox jumps over the lazy dog",
+    "replace the car with a horse, cinematic lighting, 4k",
+    "make it look like a watercolor painting of a city at night",
+    "Tom & Jerry run through a kitchen; the floor is wet!",
+    "zoom out slowly while the camera pans left across the river",
+]
+
+LONG_PROMPT = " ".join(
+    f"{w} number {i}, with extraordinary detail;" for i, w in enumerate(["scene", "camera", "light"] * 60)
+)
+
+
+def train_tokenizer(out_dir):
+    """A small Unigram tokenizer shaped like T5's: Metaspace pieces, `</s>` appended."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=160, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", shrinking_factor=0.75
+    )
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    wrapped = T5TokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
+    )
+    wrapped.model_max_length = 512
+    wrapped.save_pretrained(out_dir)
+    return wrapped
+
+
+def perturb(module, seed):
+    """Moves every parameter off its initial value, constants (norm weights, biases) most."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(module.named_parameters()):
+            noise = torch.randn(p.shape, generator=gen)
+            if p.numel() == 1 or float(p.std()) < 1e-6:
+                p.add_(0.3 * noise)
+            else:
+                p.add_(0.2 * float(p.std()) * noise)
+
+
+def text_encoder(vocab, seed):
+    cfg = UMT5Config(
+        vocab_size=vocab,
+        d_model=32,
+        d_kv=8,
+        d_ff=48,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu",
+        layer_norm_epsilon=1e-6,
+    )
+    torch.manual_seed(seed)
+    model = UMT5EncoderModel(cfg)
+    perturb(model, seed)
+    return model
+
+
+def transformer(in_channels, out_channels, seed):
+    torch.manual_seed(seed)
+    model = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        text_dim=32,
+        freq_dim=16,
+        ffn_dim=48,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        rope_max_seq_len=64,
+    )
+    perturb(model, seed)
+    return model
+
+
+def vae(generation, seed, num_res_blocks=1, attn_scales=()):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    if generation == "2.1":
+        z = 16
+        model = AutoencoderKLWan(
+            base_dim=4,
+            z_dim=z,
+            dim_mult=[1, 2, 2, 2],
+            num_res_blocks=num_res_blocks,
+            attn_scales=list(attn_scales),
+            temperal_downsample=[False, True, True],
+            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
+            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
+        )
+    else:
+        z = 8
+        model = AutoencoderKLWan(
+            base_dim=4,
+            decoder_base_dim=6,
+            z_dim=z,
+            dim_mult=[1, 2, 2, 2],
+            num_res_blocks=num_res_blocks,
+            attn_scales=list(attn_scales),
+            temperal_downsample=[False, True, True],
+            is_residual=True,
+            in_channels=12,
+            out_channels=12,
+            patch_size=2,
+            scale_factor_temporal=4,
+            scale_factor_spatial=16,
+            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
+            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
+        )
+    perturb(model, seed)
+    return model
+
+
+def scheduler(kind, shift):
+    if kind == "unipc":
+        return UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift, num_train_timesteps=1000
+        )
+    return FlowMatchEulerDiscreteScheduler(shift=shift, num_train_timesteps=1000)
+
+
+PIPELINES = {
+    "lucy-edit": (LucyEditPipeline, pipeline_lucy_edit),
+    "video2video": (WanVideoToVideoPipeline, pipeline_wan_video2video),
+    "text2video": (WanPipeline, pipeline_wan),
+}
+
+
+def build_model(case, model_dir, seed):
+    tok = train_tokenizer(os.path.join(model_dir, "tokenizer"))
+    vae_generation = "2.2" if case["pipeline"] == "lucy-edit" else "2.1"
+    v = vae(vae_generation, seed, **case.get("_vae", {}))
+    z = v.config.z_dim
+    in_ch = 2 * z if case["pipeline"] == "lucy-edit" else z
+    cls, _ = PIPELINES[case["pipeline"]]
+    pipe = cls(
+        tokenizer=tok,
+        text_encoder=text_encoder(len(tok), seed + 2),
+        transformer=transformer(in_ch, z, seed + 3),
+        vae=v,
+        scheduler=scheduler(case["_scheduler"], case["_shift"]),
+    )
+    pipe.save_pretrained(model_dir, safe_serialization=True)
+    dtype = case.get("_save_dtype")
+    if dtype is not None:
+        # Re-save the weights in half precision (which also keeps the fixtures small);
+        # the reference then loads them back in f32 exactly as the port does.
+        torch_dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype]
+        for name in ["transformer", "text_encoder", "vae"]:
+            getattr(pipe, name).to(torch_dtype).save_pretrained(os.path.join(model_dir, name))
+    for name in ["model_index.json"]:
+        assert os.path.exists(os.path.join(model_dir, name))
+    return cls.from_pretrained(model_dir, torch_dtype=torch.float32)
+
+
+def make_case(case, out_root, seed):
+    name = case["name"]
+    case_dir = os.path.join(out_root, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    os.makedirs(case_dir)
+    pipe = build_model(case, os.path.join(case_dir, "model"), seed)
+    _, module = PIPELINES[case["pipeline"]]
+
+    f, h, w = case["num_frames"], case["height"], case["width"]
+    gen = torch.Generator().manual_seed(seed + 10)
+    # 8-bit frames, so that the PIL path of the reference and the f32 input of the port
+    # hold the same values.
+    video_u8 = (torch.rand(f, h, w, 3, generator=gen) * 255).round().to(torch.uint8)
+    video = video_u8.float() / 255.0
+    frames = [Image.fromarray(frame.numpy()) for frame in video_u8]
+
+    v = pipe.vae.config
+    t_lat = (f - 1) // v.scale_factor_temporal + 1
+    channels = pipe.transformer.config.out_channels if case["pipeline"] == "lucy-edit" else pipe.transformer.config.in_channels
+    noise = torch.randn(1, channels, t_lat, h // v.scale_factor_spatial, w // v.scale_factor_spatial, generator=gen)
+
+    def fixed_noise(shape, **kwargs):
+        assert tuple(shape) == tuple(noise.shape), (shape, noise.shape)
+        return noise.clone().to(kwargs.get("dtype") or torch.float32)
+
+    module.randn_tensor = fixed_noise
+
+    captured = {}
+    original_forward = pipe.transformer.forward
+
+    def forward(*args, **kwargs):
+        out = original_forward(*args, **kwargs)
+        if "first_noise_pred" not in captured:
+            captured["first_noise_pred"] = (out[0] if isinstance(out, tuple) else out.sample).detach().clone()
+        return out
+
+    pipe.transformer.forward = forward
+    original_step = pipe.scheduler.step
+
+    def step(*args, **kwargs):
+        out = original_step(*args, **kwargs)
+        captured["final_latents"] = out[0].detach().clone()
+        return out
+
+    pipe.scheduler.step = step
+
+    guidance = case["guidance_scale"]
+    with torch.no_grad():
+        cond, uncond = pipe.encode_prompt(
+            case["prompt"],
+            case["negative_prompt"],
+            do_classifier_free_guidance=guidance > 1.0,
+            max_sequence_length=512,
+        )
+        kwargs = dict(
+            prompt=case["prompt"],
+            negative_prompt=case["negative_prompt"],
+            height=h,
+            width=w,
+            num_inference_steps=case["num_inference_steps"],
+            guidance_scale=guidance,
+            output_type="np",
+        )
+        if case["pipeline"] != "text2video":
+            kwargs["video"] = frames
+        else:
+            kwargs["num_frames"] = f
+        if case["pipeline"] == "video2video":
+            kwargs["strength"] = case["strength"]
+        out = pipe(**kwargs).frames[0]
+
+        expected = {
+            "video": torch.from_numpy(np.asarray(out, dtype=np.float32)).contiguous(),
+            "prompt_embeds": cond[0:1].contiguous(),
+            "first_noise_pred": captured["first_noise_pred"].contiguous(),
+            "final_latents": captured["final_latents"].contiguous(),
+        }
+        if uncond is not None:
+            expected["negative_prompt_embeds"] = uncond[0:1].contiguous()
+        if case["pipeline"] != "text2video":
+            src = pipe.video_processor.preprocess_video(frames, height=h, width=w).to(torch.float32)
+            lat = pipe.vae.encode(src).latent_dist.mode()
+            mean = torch.tensor(v.latents_mean).view(1, v.z_dim, 1, 1, 1)
+            std = torch.tensor(v.latents_std).view(1, v.z_dim, 1, 1, 1)
+            expected["source_latents"] = ((lat - mean) / std).contiguous()
+
+    save_file({"video": video.contiguous(), "noise": noise.contiguous()}, os.path.join(case_dir, "inputs.safetensors"))
+    save_file({k: t.float() for k, t in expected.items()}, os.path.join(case_dir, "expected.safetensors"))
+    meta = {k: v for k, v in case.items() if not k.startswith("_") and k != "name"}
+    meta["tolerance"] = {"video": 1e-4, "prompt_embeds": 1e-5, "negative_prompt_embeds": 1e-5}
+    with open(os.path.join(case_dir, "case.json"), "w") as fh:
+        json.dump(meta, fh, indent=2)
+        fh.write("\n")
+    print(name, {k: tuple(t.shape) for k, t in expected.items()})
+
+
+CASES = [
+    # Lucy-Edit: Wan2.2 VAE, FlowMatchEuler (as Lucy-Edit-Dev), source latents on the channels.
+    dict(name="lucy_square_f5_1step", pipeline="lucy-edit", prompt="turn the shirt red",
+         negative_prompt="blurry", num_inference_steps=1, guidance_scale=1.0, height=64, width=64,
+         num_frames=5, _scheduler="flow", _shift=5.0, _save_dtype="f16"),
+    dict(name="lucy_wide_f9_4steps_cfg", pipeline="lucy-edit", prompt="make it look like a watercolor painting",
+         negative_prompt="a low quality, blurry video", num_inference_steps=4, guidance_scale=5.0, height=32,
+         width=64, num_frames=9, _scheduler="flow", _shift=5.0, _save_dtype="bf16"),
+    dict(name="lucy_tall_f13_unipc_long_prompt", pipeline="lucy-edit", prompt=LONG_PROMPT, negative_prompt="",
+         num_inference_steps=3, guidance_scale=4.0, height=64, width=32, num_frames=13, _scheduler="unipc",
+         _shift=3.0, _vae=dict(num_res_blocks=2)),
+    # Wan2.1 video-to-video: UniPC with flow sigmas, strength skips the first steps.
+    dict(name="v2v_square_f5_4steps_cfg", pipeline="video2video", prompt="a cat jumps over the fence",
+         negative_prompt="low quality", num_inference_steps=4, guidance_scale=5.0, strength=0.7, height=32,
+         width=32, num_frames=5, _scheduler="unipc", _shift=3.0, _save_dtype="bf16"),
+    dict(name="v2v_wide_f9_1step", pipeline="video2video", prompt="Tom &amp; Jerry  run\nthrough a kitchen",
+         negative_prompt="", num_inference_steps=1, guidance_scale=1.0, strength=1.0, height=32, width=48,
+         num_frames=9, _scheduler="unipc", _shift=5.0, _save_dtype="f16"),
+    dict(name="v2v_tall_f13_long_prompt", pipeline="video2video", prompt=LONG_PROMPT,
+         negative_prompt="blurry", num_inference_steps=5, guidance_scale=3.5, strength=0.6, height=48,
+         width=32, num_frames=13, _scheduler="unipc", _shift=5.0, _save_dtype="f16",
+         _vae=dict(num_res_blocks=2)),
+    # Wan2.1 text-to-video.
+    dict(name="t2v_square_f5_1step", pipeline="text2video", prompt="the quick brown fox",
+         negative_prompt="", num_inference_steps=1, guidance_scale=1.0, height=32, width=32, num_frames=5,
+         _scheduler="unipc", _shift=3.0),
+    dict(name="t2v_wide_f13_4steps_cfg_empty_negative", pipeline="text2video",
+         prompt="zoom out slowly while the camera pans left", negative_prompt="", num_inference_steps=4,
+         guidance_scale=5.0, height=32, width=64, num_frames=13, _scheduler="unipc", _shift=5.0),
+    dict(name="t2v_tall_f9_flow_euler", pipeline="text2video", prompt="a horse in the river",
+         negative_prompt="static", num_inference_steps=4, guidance_scale=2.0, height=48, width=32,
+         num_frames=9, _scheduler="flow", _shift=3.0, _save_dtype="bf16"),
+]
+
+
+def main():
+    out_root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "parity")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    only = set(sys.argv[2:])
+    for i, case in enumerate(CASES):
+        if only and case["name"] not in only:
+            continue
+        make_case(case, out_root, 1000 + 17 * i)
+
+
+if __name__ == "__main__":
+    main()

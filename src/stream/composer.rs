@@ -1,0 +1,284 @@
+//! Holds the stream in order while its windows are edited, and composes the output.
+//!
+//! Input frames and serialized events wait in one queue, in arrival order. Edited windows
+//! are applied in window order: a window's frames either become a frame's picture or are
+//! crossfaded into the picture the earlier windows left (over the span they share). A
+//! frame leaves the queue once no window still to come covers it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use gst_video::VideoMeta;
+
+use super::blend::{BlendMode, blend_into};
+use super::planner::Window;
+
+enum Item {
+    Frame { number: u64, input: gst::Buffer },
+    Event(gst::Event),
+}
+
+/// What leaves the composer, in stream order.
+#[derive(Debug)]
+pub enum Output {
+    Frame(gst::Buffer),
+    Event(gst::Event),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("window {index} has {got} edited frames for {expected} input frames")]
+    FrameCount {
+        index: u64,
+        got: usize,
+        expected: u64,
+    },
+    #[error("window {index} frame {frame} has {got} bytes where the composed frame has {expected}")]
+    Layout {
+        index: u64,
+        frame: u64,
+        got: usize,
+        expected: usize,
+    },
+    #[error("cannot map an edited frame: {0}")]
+    Map(#[from] gst::glib::BoolError),
+}
+
+#[derive(Default)]
+pub struct Composer {
+    queue: VecDeque<Item>,
+    /// Windows planned and not yet applied, in order.
+    planned: VecDeque<Window>,
+    /// Edited frames of windows that finished before an earlier window.
+    finished: BTreeMap<u64, Vec<gst::Buffer>>,
+    /// Composed pictures of frames still in the queue, in the output's default layout.
+    pictures: BTreeMap<u64, gst::Buffer>,
+    /// End of the frames the applied windows cover.
+    applied_end: u64,
+}
+
+impl Composer {
+    pub fn push_frame(&mut self, number: u64, input: gst::Buffer) {
+        self.queue.push_back(Item::Frame { number, input });
+    }
+
+    pub fn push_event(&mut self, event: gst::Event) {
+        self.queue.push_back(Item::Event(event));
+    }
+
+    /// Frames held, waiting for their windows.
+    pub fn frames_held(&self) -> usize {
+        self.queue
+            .iter()
+            .filter(|i| matches!(i, Item::Frame { .. }))
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Registers a window and returns references to its input frames.
+    pub fn plan(&mut self, window: Window) -> Vec<gst::Buffer> {
+        self.planned.push_back(window);
+        self.queue
+            .iter()
+            .filter_map(|item| match item {
+                Item::Frame { number, input } if (window.start..window.end()).contains(number) => {
+                    Some(input.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stores a window's edited frames (one per input frame, in the output's default
+    /// layout) and applies every window that can now be applied in order.
+    pub fn finish(
+        &mut self,
+        index: u64,
+        frames: Vec<gst::Buffer>,
+        mode: BlendMode,
+    ) -> Result<(), ComposeError> {
+        self.finished.insert(index, frames);
+        while let Some(window) = self.planned.front().copied() {
+            let Some(frames) = self.finished.remove(&window.index) else {
+                break;
+            };
+            self.planned.pop_front();
+            self.apply(window, frames, mode)?;
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        window: Window,
+        frames: Vec<gst::Buffer>,
+        mode: BlendMode,
+    ) -> Result<(), ComposeError> {
+        if frames.len() as u64 != window.len {
+            return Err(ComposeError::FrameCount {
+                index: window.index,
+                got: frames.len(),
+                expected: window.len,
+            });
+        }
+        let shared_end = self.applied_end.max(window.start);
+        let span = shared_end - window.start;
+        for (number, edited) in (window.start..).zip(frames) {
+            match self.pictures.get_mut(&number) {
+                Some(picture) if number < shared_end => {
+                    let weight = mode.weight(number - window.start, span);
+                    let picture = picture.make_mut();
+                    let mut dst = picture.map_writable()?;
+                    let src = edited.map_readable()?;
+                    if dst.len() != src.len() {
+                        return Err(ComposeError::Layout {
+                            index: window.index,
+                            frame: number,
+                            got: src.len(),
+                            expected: dst.len(),
+                        });
+                    }
+                    blend_into(&mut dst, &src, weight);
+                }
+                _ => {
+                    self.pictures.insert(number, edited);
+                }
+            }
+        }
+        self.applied_end = self.applied_end.max(window.end());
+        Ok(())
+    }
+
+    /// The next item of the output, if it is final: events as soon as they reach the front,
+    /// a frame once it is below `settled_below` (no future window covers it) and every
+    /// planned window that covers it has been applied.
+    pub fn pop_ready(&mut self, settled_below: u64) -> Option<Output> {
+        match self.queue.front()? {
+            Item::Event(_) => {}
+            Item::Frame { number, .. } => {
+                let number = *number;
+                let pending = self.planned.front().is_some_and(|w| w.start <= number);
+                if number >= settled_below || pending || !self.pictures.contains_key(&number) {
+                    return None;
+                }
+            }
+        }
+        Some(match self.queue.pop_front()? {
+            Item::Event(event) => Output::Event(event),
+            Item::Frame { number, input } => {
+                let picture = self.pictures.remove(&number).expect("checked above");
+                Output::Frame(with_picture(input, picture))
+            }
+        })
+    }
+}
+
+/// The input buffer with its pixels replaced: timestamps, offsets, flags and metas stay.
+fn with_picture(input: gst::Buffer, mut picture: gst::Buffer) -> gst::Buffer {
+    let out = picture.make_mut();
+    let copy =
+        gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META;
+    if input.copy_into(out, copy, ..).is_err() {
+        // Timestamps and flags at least; only metas that refuse a copy are lost.
+        let _ = input.copy_into(out, copy - gst::BufferCopyFlags::META, ..);
+    }
+    out.unset_flags(gst::BufferFlags::all());
+    out.set_flags(input.flags());
+    // The picture is in the default layout; a VideoMeta would describe the input's.
+    while let Some(meta) = out.meta_mut::<VideoMeta>() {
+        if meta.remove().is_err() {
+            break;
+        }
+    }
+    picture
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(value: u8) -> gst::Buffer {
+        gst::Buffer::from_slice(vec![value; 4])
+    }
+
+    fn input(pts: u64) -> gst::Buffer {
+        let mut b = gst::Buffer::with_size(4).unwrap();
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_nseconds(pts));
+        b
+    }
+
+    fn first_byte(out: Output) -> (u64, u8) {
+        match out {
+            Output::Frame(b) => (b.pts().unwrap().nseconds(), b.map_readable().unwrap()[0]),
+            Output::Event(_) => panic!("expected a frame"),
+        }
+    }
+
+    #[test]
+    fn windows_finishing_out_of_order_are_applied_in_order_and_blended() {
+        gst::init().unwrap();
+        let mut c = Composer::default();
+        for n in 0..5 {
+            c.push_frame(n, input(n));
+        }
+        let w0 = Window {
+            index: 0,
+            start: 0,
+            len: 3,
+        };
+        let w1 = Window {
+            index: 1,
+            start: 2,
+            len: 3,
+        };
+        assert_eq!(c.plan(w0).len(), 3);
+        assert_eq!(c.plan(w1).len(), 3);
+        c.finish(1, vec![frame(200); 3], BlendMode::Linear).unwrap();
+        assert!(c.pop_ready(5).is_none(), "window 0 is not done");
+        c.finish(0, vec![frame(100); 3], BlendMode::Linear).unwrap();
+        let out: Vec<_> = std::iter::from_fn(|| c.pop_ready(5))
+            .map(first_byte)
+            .collect();
+        // Frame 2 is shared: (1 - 1/2) * 100 + 1/2 * 200.
+        assert_eq!(out, vec![(0, 100), (1, 100), (2, 150), (3, 200), (4, 200)]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn frames_wait_until_settled_and_events_keep_their_place() {
+        gst::init().unwrap();
+        let mut c = Composer::default();
+        c.push_frame(0, input(0));
+        c.push_event(gst::event::Eos::new());
+        c.plan(Window {
+            index: 0,
+            start: 0,
+            len: 1,
+        });
+        c.finish(0, vec![frame(7)], BlendMode::Cut).unwrap();
+        assert!(c.pop_ready(0).is_none());
+        assert_eq!(first_byte(c.pop_ready(1).unwrap()), (0, 7));
+        assert!(matches!(c.pop_ready(1), Some(Output::Event(_))));
+    }
+
+    #[test]
+    fn a_window_with_the_wrong_frame_count_is_an_error() {
+        gst::init().unwrap();
+        let mut c = Composer::default();
+        c.push_frame(0, input(0));
+        c.plan(Window {
+            index: 0,
+            start: 0,
+            len: 1,
+        });
+        let err = c.finish(0, vec![], BlendMode::Linear).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "window 0 has 0 edited frames for 1 input frames"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The stream machinery: window planning, scaling, timing, composing and blending.
+//! Nothing here knows about pads; the element wires it together.
+
+pub mod blend;
+pub mod composer;
+pub mod convert;
+pub mod geometry;
+pub mod planner;
+pub mod timing;

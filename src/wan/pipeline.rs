@@ -1,0 +1,368 @@
+//! The three Wan pipelines: Lucy-Edit, video-to-video and text-to-video.
+//!
+//! Each follows its diffusers pipeline step for step: prompts encoded to 512 tokens,
+//! the VAE's normalised latent space, the scheduler of `scheduler/`, and classifier-free
+//! guidance `uncond + g * (cond - uncond)` whenever `g > 1`.
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::WanModel;
+use super::error::{Result, WanError};
+use super::scheduler::Scheduler;
+
+/// The text conditioning of one generation: `[1, 512, D]` each.
+#[derive(Debug, Clone)]
+pub struct PromptEmbeds {
+    pub cond: Tensor,
+    /// Present when the generation uses classifier-free guidance.
+    pub uncond: Option<Tensor>,
+}
+
+/// Where the initial noise comes from.
+#[derive(Debug, Clone)]
+pub enum Noise {
+    /// Standard-normal values drawn from a seeded generator.
+    Seed(u64),
+    /// The caller's tensor, shaped as diffusers draws it: `[1, C, T, h, w]`.
+    Tensor(Tensor),
+}
+
+/// The settings every pipeline shares.
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    pub num_inference_steps: usize,
+    pub guidance_scale: f64,
+    pub noise: Noise,
+}
+
+/// A pipeline's output and the stage tensors the parity cases check.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// `[F, H, W, 3]` f32 in [0, 1].
+    pub video: Tensor,
+    /// Normalised VAE latents of the input video, where the pipeline has one.
+    pub source_latents: Option<Tensor>,
+    /// The transformer's conditional output at the first step.
+    pub first_noise_pred: Tensor,
+    /// The scheduler's output after the last step (normalised latent space).
+    pub final_latents: Tensor,
+}
+
+/// `[F, H, W, 3]` f32 frames in [0, 1] of packed 8-bit RGB images (`width * height * 3`
+/// bytes each), the form the pipelines take.
+pub fn frames_from_rgb8(
+    frames: &[Vec<u8>],
+    width: usize,
+    height: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let expected = width * height * 3;
+    if let Some(bad) = frames.iter().find(|f| f.len() != expected) {
+        return Err(WanError::InvalidInput(format!(
+            "a {width}x{height} RGB frame has {expected} bytes, not {}",
+            bad.len()
+        )));
+    }
+    let bytes: Vec<u8> = frames.concat();
+    let video = Tensor::from_vec(bytes, (frames.len(), height, width, 3), device)?;
+    Ok(video.to_dtype(DType::F32)?.affine(1.0 / 255.0, 0.0)?)
+}
+
+/// Packed 8-bit RGB images of `[F, H, W, 3]` frames in [0, 1], rounded to nearest.
+pub fn frames_to_rgb8(video: &Tensor) -> Result<Vec<Vec<u8>>> {
+    let (f, ..) = video.dims4()?;
+    let bytes = video
+        .to_dtype(DType::F32)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.5)?
+        .floor()?
+        .to_dtype(DType::U8)?;
+    (0..f)
+        .map(|i| Ok(bytes.get(i)?.flatten_all()?.to_vec1::<u8>()?))
+        .collect()
+}
+
+/// Reports `(steps done, steps in all)` after each denoising step.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+impl WanModel {
+    /// Lucy-Edit: pure noise, with the source video's latents concatenated on the
+    /// channel axis at every step. `video` is `[F, H, W, 3]` in [0, 1].
+    pub fn lucy_edit(
+        &self,
+        video: &Tensor,
+        embeds: &PromptEmbeds,
+        sampling: &Sampling,
+        progress: Progress,
+    ) -> Result<Generation> {
+        let cfg = self.transformer.config();
+        if cfg.in_channels != 2 * cfg.out_channels {
+            return Err(WanError::InvalidInput(format!(
+                "lucy-edit needs a transformer taking noise and source latents (in_channels = 2 * out_channels), this one has {} and {}",
+                cfg.in_channels, cfg.out_channels
+            )));
+        }
+        let source = self.encode_video(video)?;
+        let noise = self.noise(&sampling.noise, source.dims())?;
+        let mut scheduler = Scheduler::new(&self.scheduler, sampling.num_inference_steps);
+        let (final_latents, first_noise_pred) = self.denoise(
+            noise,
+            Some(&source),
+            embeds,
+            &mut scheduler,
+            0,
+            sampling.guidance_scale,
+            progress,
+        )?;
+        Ok(Generation {
+            video: self.decode_video(&final_latents)?,
+            source_latents: Some(source),
+            first_noise_pred,
+            final_latents,
+        })
+    }
+
+    /// Video-to-video: the source latents noised to the first kept sigma, skipping the
+    /// first `N - int(N * strength)` steps.
+    pub fn video2video(
+        &self,
+        video: &Tensor,
+        embeds: &PromptEmbeds,
+        sampling: &Sampling,
+        strength: f64,
+        progress: Progress,
+    ) -> Result<Generation> {
+        self.expect_plain_transformer("video2video")?;
+        if !(0.0..=1.0).contains(&strength) {
+            return Err(WanError::InvalidInput(format!(
+                "strength {strength} is outside [0, 1]"
+            )));
+        }
+        let steps = sampling.num_inference_steps;
+        let kept = ((steps as f64 * strength) as usize).min(steps);
+        if kept == 0 {
+            return Err(WanError::InvalidInput(format!(
+                "strength {strength} with {steps} steps leaves no step to run"
+            )));
+        }
+        let start = steps - kept;
+        let source = self.encode_video(video)?;
+        let noise = self.noise(&sampling.noise, source.dims())?;
+        let mut scheduler = Scheduler::new(&self.scheduler, steps);
+        let latents = scheduler.add_noise(&source, &noise, scheduler.timesteps()[start])?;
+        let (final_latents, first_noise_pred) = self.denoise(
+            latents,
+            None,
+            embeds,
+            &mut scheduler,
+            start,
+            sampling.guidance_scale,
+            progress,
+        )?;
+        Ok(Generation {
+            video: self.decode_video(&final_latents)?,
+            source_latents: Some(source),
+            first_noise_pred,
+            final_latents,
+        })
+    }
+
+    /// Text-to-video of `num_frames` frames of `height` x `width`.
+    pub fn text2video(
+        &self,
+        embeds: &PromptEmbeds,
+        num_frames: usize,
+        height: usize,
+        width: usize,
+        sampling: &Sampling,
+        progress: Progress,
+    ) -> Result<Generation> {
+        self.expect_plain_transformer("text2video")?;
+        let shape = self.latent_shape(num_frames, height, width)?;
+        let noise = self.noise(&sampling.noise, &shape)?;
+        let mut scheduler = Scheduler::new(&self.scheduler, sampling.num_inference_steps);
+        let (final_latents, first_noise_pred) = self.denoise(
+            noise,
+            None,
+            embeds,
+            &mut scheduler,
+            0,
+            sampling.guidance_scale,
+            progress,
+        )?;
+        Ok(Generation {
+            video: self.decode_video(&final_latents)?,
+            source_latents: None,
+            first_noise_pred,
+            final_latents,
+        })
+    }
+
+    fn expect_plain_transformer(&self, pipeline: &str) -> Result<()> {
+        let cfg = self.transformer.config();
+        if cfg.in_channels != cfg.out_channels || cfg.in_channels != self.vae.config().z_dim {
+            return Err(WanError::InvalidInput(format!(
+                "{pipeline} needs a transformer whose in_channels and out_channels equal the VAE's z_dim"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `[1, z, 1 + (F-1)/t, H/s, W/s]` for a clip, checking that the sizes divide.
+    fn latent_shape(&self, frames: usize, height: usize, width: usize) -> Result<Vec<usize>> {
+        let vae = self.vae.config();
+        let (t, s) = (vae.temporal_factor(), vae.spatial_factor());
+        let [_, ph, pw] = self.transformer.config().patch_size;
+        if frames == 0 || !(frames - 1).is_multiple_of(t) {
+            return Err(WanError::InvalidInput(format!(
+                "{frames} frames: the frame count must be 1 + a multiple of {t}"
+            )));
+        }
+        if !height.is_multiple_of(s * ph) || !width.is_multiple_of(s * pw) {
+            return Err(WanError::InvalidInput(format!(
+                "{width}x{height}: the frame size must be a multiple of {}x{}",
+                s * pw,
+                s * ph
+            )));
+        }
+        Ok(vec![
+            1,
+            vae.z_dim,
+            (frames - 1) / t + 1,
+            height / s,
+            width / s,
+        ])
+    }
+
+    /// The normalised latents of `[F, H, W, 3]` frames in [0, 1].
+    fn encode_video(&self, video: &Tensor) -> Result<Tensor> {
+        let (f, h, w, c) = video.dims4()?;
+        if c != 3 {
+            return Err(WanError::InvalidInput(format!(
+                "frames must have 3 channels, not {c}"
+            )));
+        }
+        self.latent_shape(f, h, w)?;
+        let x = video
+            .to_device(&self.device)?
+            .to_dtype(DType::F32)?
+            .permute((3, 0, 1, 2))?
+            .unsqueeze(0)?
+            .affine(2.0, -1.0)?
+            .to_dtype(self.dtype)?;
+        let latents = self.vae.encode(&x)?.to_dtype(DType::F32)?;
+        Ok(self.vae.normalize(&latents)?)
+    }
+
+    /// `[F, H, W, 3]` frames in [0, 1] of normalised latents.
+    fn decode_video(&self, latents: &Tensor) -> Result<Tensor> {
+        let latents = self.vae.denormalize(latents)?.to_dtype(self.dtype)?;
+        let video = self.vae.decode(&latents)?.to_dtype(DType::F32)?;
+        Ok(video
+            .squeeze(0)?
+            .permute((1, 2, 3, 0))?
+            .affine(0.5, 0.5)?
+            .clamp(0f32, 1f32)?
+            .contiguous()?)
+    }
+
+    fn noise(&self, noise: &Noise, shape: &[usize]) -> Result<Tensor> {
+        match noise {
+            Noise::Tensor(t) if t.dims() == shape => {
+                Ok(t.to_device(&self.device)?.to_dtype(DType::F32)?)
+            }
+            Noise::Tensor(t) => Err(WanError::InvalidInput(format!(
+                "noise has shape {:?}, the pipeline draws {shape:?}",
+                t.dims()
+            ))),
+            Noise::Seed(seed) => {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
+                let n = shape.iter().product();
+                let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+                Ok(Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(&self.device)?)
+            }
+        }
+    }
+
+    /// The denoising loop from step `start`; returns the final latents and the first
+    /// conditional prediction.
+    #[allow(clippy::too_many_arguments)]
+    fn denoise(
+        &self,
+        mut latents: Tensor,
+        condition: Option<&Tensor>,
+        embeds: &PromptEmbeds,
+        scheduler: &mut Scheduler,
+        start: usize,
+        guidance_scale: f64,
+        progress: Progress,
+    ) -> Result<(Tensor, Tensor)> {
+        let guided = guidance_scale > 1.0;
+        let cond = self
+            .transformer
+            .embed_text(&embeds.cond.to_device(&self.device)?)?;
+        let uncond = match (&embeds.uncond, guided) {
+            (Some(uncond), true) => Some(
+                self.transformer
+                    .embed_text(&uncond.to_device(&self.device)?)?,
+            ),
+            (None, true) => {
+                return Err(WanError::InvalidInput(
+                    "guidance_scale > 1 needs negative prompt embeddings".into(),
+                ));
+            }
+            (_, false) => None,
+        };
+        let timesteps = scheduler.timesteps()[start..].to_vec();
+        let mut first = None;
+        for (i, &t) in timesteps.iter().enumerate() {
+            let input = match condition {
+                Some(c) => Tensor::cat(&[&latents, c], 1)?,
+                None => latents.clone(),
+            };
+            let mut pred = self
+                .transformer
+                .forward(&input, t, &cond)?
+                .to_dtype(DType::F32)?;
+            if first.is_none() {
+                first = Some(pred.clone());
+            }
+            if let Some(uncond) = &uncond {
+                let pred_u = self
+                    .transformer
+                    .forward(&input, t, uncond)?
+                    .to_dtype(DType::F32)?;
+                pred = (&pred_u + ((pred - &pred_u)? * guidance_scale)?)?;
+            }
+            latents = scheduler.step(&pred, t, &latents)?;
+            progress(i + 1, timesteps.len());
+        }
+        let first =
+            first.ok_or_else(|| WanError::InvalidInput("no denoising step to run".into()))?;
+        Ok((latents, first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb8_frames_round_trip() -> Result<()> {
+        let frames = vec![
+            (0..12).map(|v| (v * 21) as u8).collect::<Vec<u8>>(),
+            vec![255; 12],
+        ];
+        let video = frames_from_rgb8(&frames, 2, 2, &Device::Cpu)?;
+        assert_eq!(video.dims(), &[2, 2, 2, 3]);
+        assert_eq!(
+            video.get(0)?.get(0)?.get(0)?.get(1)?.to_scalar::<f32>()?,
+            21.0 / 255.0
+        );
+        assert_eq!(frames_to_rgb8(&video)?, frames);
+        assert!(frames_from_rgb8(&frames, 3, 2, &Device::Cpu).is_err());
+        Ok(())
+    }
+}

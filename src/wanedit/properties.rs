@@ -1,0 +1,209 @@
+//! The element's GObject properties: their specs, and how they read and write
+//! [`Settings`].
+
+use std::path::PathBuf;
+
+use gst::glib;
+use gst::prelude::*;
+
+use super::settings::*;
+
+pub fn specs() -> Vec<glib::ParamSpec> {
+    let d = Settings::default();
+    let playing = glib::ParamFlags::READWRITE | gst::PARAM_FLAG_MUTABLE_PLAYING;
+    let ready = glib::ParamFlags::READWRITE | gst::PARAM_FLAG_MUTABLE_READY;
+    let string = |name, blurb| {
+        glib::ParamSpecString::builder(name)
+            .blurb(blurb)
+            .flags(ready)
+            .build()
+    };
+    vec![
+        glib::ParamSpecString::builder("prompt")
+            .blurb(
+                "The edit instruction. May change while playing: it applies from the next \
+                 window not yet submitted",
+            )
+            .flags(playing)
+            .build(),
+        glib::ParamSpecString::builder("negative-prompt")
+            .blurb("What the edit should avoid (unset: the model's default)")
+            .flags(playing)
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("backend", d.backend)
+            .blurb("Who edits the windows")
+            .flags(ready)
+            .build(),
+        string(
+            "model",
+            "Model: a directory or Hugging Face repo id for candle, a model name for hosted \
+             providers (unset: the backend's default)",
+        ),
+        string(
+            "endpoint",
+            "Base URL of the provider or Cog server; for cog, several URLs separated by \
+             commas (unset: the provider's public API)",
+        ),
+        glib::ParamSpecString::builder("api-key")
+            .blurb(
+                "API key of the hosted provider (write-only; unset: the provider's usual \
+                 environment variable)",
+            )
+            .flags(glib::ParamFlags::WRITABLE | gst::PARAM_FLAG_MUTABLE_READY)
+            .build(),
+        glib::ParamSpecUInt::builder("window-frames")
+            .blurb("Frames per edited window; must be 4n+1")
+            .minimum(1)
+            .maximum(1025)
+            .default_value(DEFAULT_WINDOW_FRAMES)
+            .flags(ready)
+            .build(),
+        glib::ParamSpecUInt::builder("overlap-frames")
+            .blurb("Frames shared by neighbouring windows and crossfaded; less than window-frames")
+            .maximum(1024)
+            .default_value(DEFAULT_OVERLAP_FRAMES)
+            .flags(ready)
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("blend", d.blend)
+            .blurb("How the overlap between windows is crossfaded")
+            .flags(playing)
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("resolution", d.resolution)
+            .blurb("Model resolution class; the bucket closest in aspect ratio is used")
+            .flags(ready)
+            .build(),
+        glib::ParamSpecUInt::builder("num-inference-steps")
+            .blurb("Denoising steps (0: the model's default)")
+            .maximum(1000)
+            .default_value(0)
+            .flags(playing)
+            .build(),
+        glib::ParamSpecDouble::builder("guidance-scale")
+            .blurb("Classifier-free guidance scale (-1: the model's default)")
+            .minimum(-1.0)
+            .maximum(100.0)
+            .default_value(d.guidance_scale)
+            .flags(playing)
+            .build(),
+        glib::ParamSpecDouble::builder("strength")
+            .blurb("How far the edit may move from the source, 0 to 1 (-1: the model's default)")
+            .minimum(-1.0)
+            .maximum(1.0)
+            .default_value(d.strength)
+            .flags(playing)
+            .build(),
+        glib::ParamSpecInt64::builder("seed")
+            .blurb("Random seed of every window (-1: a new random seed each window)")
+            .minimum(-1)
+            .default_value(d.seed)
+            .flags(playing)
+            .build(),
+        glib::ParamSpecDouble::builder("flow-shift")
+            .blurb("Shift of the flow-matching schedule (-1: the model's default)")
+            .minimum(-1.0)
+            .maximum(100.0)
+            .default_value(d.flow_shift)
+            .flags(playing)
+            .build(),
+        string(
+            "reference-image",
+            "Path of an image that guides the edit, where the backend takes one",
+        ),
+        glib::ParamSpecUInt::builder("max-in-flight")
+            .blurb("Windows edited at once (capped by what the backend can run)")
+            .minimum(1)
+            .maximum(64)
+            .default_value(DEFAULT_MAX_IN_FLIGHT)
+            .flags(playing)
+            .build(),
+        glib::ParamSpecUInt::builder("job-timeout")
+            .blurb(
+                "Seconds a window may take, queueing included, before it counts as failed \
+                 (then on-error decides)",
+            )
+            .minimum(1)
+            .maximum(86_400)
+            .default_value(DEFAULT_JOB_TIMEOUT_S)
+            .flags(playing)
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("on-error", d.on_error)
+            .blurb("What a failed window does to the stream")
+            .flags(playing)
+            .build(),
+        glib::ParamSpecUInt::builder("processing-latency")
+            .blurb(
+                "Milliseconds a window's edit is expected to take; added to the reported \
+                 latency on top of window-frames frame durations",
+            )
+            .maximum(3_600_000)
+            .default_value(0)
+            .flags(playing)
+            .build(),
+    ]
+}
+
+fn typed<'a, T: glib::value::FromValue<'a>>(value: &'a glib::Value) -> T {
+    value.get().expect("GObject checked the value's type")
+}
+
+fn optional_string(value: &glib::Value) -> Option<String> {
+    typed::<Option<String>>(value).filter(|s| !s.is_empty())
+}
+
+/// Writes one property. Values are range-checked by GObject; window and overlap rules are
+/// checked at READY->PAUSED, where an error can be reported.
+pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
+    match name {
+        "prompt" => s.prompt = optional_string(value).unwrap_or_default(),
+        "negative-prompt" => s.negative_prompt = optional_string(value),
+        "backend" => s.backend = typed(value),
+        "model" => s.model = optional_string(value),
+        "endpoint" => s.endpoint = optional_string(value),
+        "api-key" => s.api_key = optional_string(value),
+        "window-frames" => s.window_frames = typed(value),
+        "overlap-frames" => s.overlap_frames = typed(value),
+        "blend" => s.blend = typed(value),
+        "resolution" => s.resolution = typed(value),
+        "num-inference-steps" => s.num_inference_steps = typed(value),
+        "guidance-scale" => s.guidance_scale = typed(value),
+        "strength" => s.strength = typed(value),
+        "seed" => s.seed = typed(value),
+        "flow-shift" => s.flow_shift = typed(value),
+        "reference-image" => s.reference_image = optional_string(value).map(PathBuf::from),
+        "max-in-flight" => s.max_in_flight = typed(value),
+        "job-timeout" => s.job_timeout_s = typed(value),
+        "on-error" => s.on_error = typed(value),
+        "processing-latency" => s.processing_latency_ms = typed(value),
+        other => unreachable!("no property {other}"),
+    }
+}
+
+/// Reads one property. The api-key is write-only and never read back.
+pub fn get(s: &Settings, name: &str) -> glib::Value {
+    match name {
+        "prompt" => s.prompt.to_value(),
+        "negative-prompt" => s.negative_prompt.to_value(),
+        "backend" => s.backend.to_value(),
+        "model" => s.model.to_value(),
+        "endpoint" => s.endpoint.to_value(),
+        "window-frames" => s.window_frames.to_value(),
+        "overlap-frames" => s.overlap_frames.to_value(),
+        "blend" => s.blend.to_value(),
+        "resolution" => s.resolution.to_value(),
+        "num-inference-steps" => s.num_inference_steps.to_value(),
+        "guidance-scale" => s.guidance_scale.to_value(),
+        "strength" => s.strength.to_value(),
+        "seed" => s.seed.to_value(),
+        "flow-shift" => s.flow_shift.to_value(),
+        "reference-image" => s
+            .reference_image
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .to_value(),
+        "max-in-flight" => s.max_in_flight.to_value(),
+        "job-timeout" => s.job_timeout_s.to_value(),
+        "on-error" => s.on_error.to_value(),
+        "processing-latency" => s.processing_latency_ms.to_value(),
+        other => unreachable!("no readable property {other}"),
+    }
+}

@@ -1,0 +1,175 @@
+//! The element's properties as plain values, and what they mean for a backend.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gst::glib;
+
+use crate::backend::{BackendConfig, BackendKind, ConfigError, EditParams, Resolution};
+use crate::stream::blend::BlendMode;
+
+/// What happens to a window whose edit fails.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstWanEditOnError")]
+pub enum OnError {
+    #[default]
+    #[enum_value(name = "Post an error and stop the stream", nick = "fail")]
+    Fail,
+    #[enum_value(
+        name = "Output the window's original frames and post a warning",
+        nick = "passthrough"
+    )]
+    Passthrough,
+}
+
+pub const DEFAULT_WINDOW_FRAMES: u32 = 81;
+pub const DEFAULT_OVERLAP_FRAMES: u32 = 16;
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 2;
+pub const DEFAULT_JOB_TIMEOUT_S: u32 = 900;
+
+#[derive(Clone)]
+pub struct Settings {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub backend: BackendKind,
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    pub api_key: Option<String>,
+    pub window_frames: u32,
+    pub overlap_frames: u32,
+    pub blend: BlendMode,
+    pub resolution: Resolution,
+    /// 0: the model's default.
+    pub num_inference_steps: u32,
+    /// Negative: the model's default.
+    pub guidance_scale: f64,
+    /// Negative: the model's default.
+    pub strength: f64,
+    /// Negative: a random seed for every window.
+    pub seed: i64,
+    /// Negative: the model's default.
+    pub flow_shift: f64,
+    pub reference_image: Option<PathBuf>,
+    pub max_in_flight: u32,
+    pub job_timeout_s: u32,
+    pub on_error: OnError,
+    pub processing_latency_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            prompt: String::new(),
+            negative_prompt: None,
+            backend: BackendKind::Auto,
+            model: None,
+            endpoint: None,
+            api_key: None,
+            window_frames: DEFAULT_WINDOW_FRAMES,
+            overlap_frames: DEFAULT_OVERLAP_FRAMES,
+            blend: BlendMode::Linear,
+            resolution: Resolution::P480,
+            num_inference_steps: 0,
+            guidance_scale: -1.0,
+            strength: -1.0,
+            seed: -1,
+            flow_shift: -1.0,
+            reference_image: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            job_timeout_s: DEFAULT_JOB_TIMEOUT_S,
+            on_error: OnError::Fail,
+            processing_latency_ms: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks what does not depend on the backend.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.window_frames % 4 != 1 {
+            return Err(ConfigError::WindowFrames(self.window_frames));
+        }
+        if self.overlap_frames >= self.window_frames {
+            return Err(ConfigError::Overlap {
+                overlap: self.overlap_frames,
+                window: self.window_frames,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.job_timeout_s.into())
+    }
+
+    pub fn processing_latency(&self) -> gst::ClockTime {
+        gst::ClockTime::from_mseconds(self.processing_latency_ms.into())
+    }
+
+    pub fn params(&self) -> EditParams {
+        let set = |v: f64| (v >= 0.0).then_some(v);
+        EditParams {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            num_inference_steps: (self.num_inference_steps > 0).then_some(self.num_inference_steps),
+            guidance_scale: set(self.guidance_scale),
+            strength: set(self.strength),
+            seed: u64::try_from(self.seed).ok(),
+            flow_shift: set(self.flow_shift),
+            reference_image: self.reference_image.clone(),
+        }
+    }
+
+    pub fn backend_config(&self) -> BackendConfig {
+        BackendConfig {
+            kind: self.backend,
+            model: self.model.clone(),
+            endpoint: self.endpoint.clone(),
+            api_key: self.api_key.clone(),
+            resolution: self.resolution,
+            job_timeout: self.job_timeout(),
+            params: self.params(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_leave_model_parameters_unset() {
+        let s = Settings::default();
+        assert_eq!(s.validate(), Ok(()));
+        let p = s.params();
+        assert_eq!(
+            (p.num_inference_steps, p.guidance_scale, p.strength, p.seed),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn window_and_overlap_are_checked() {
+        let s = Settings {
+            window_frames: 80,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "window-frames=80 must be 4n+1 (for example 5, 9, 17, 33, 49, 81)"
+        );
+        let s = Settings {
+            window_frames: 5,
+            overlap_frames: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.validate(),
+            Err(ConfigError::Overlap {
+                overlap: 5,
+                window: 5
+            })
+        );
+    }
+}

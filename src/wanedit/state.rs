@@ -1,0 +1,92 @@
+//! What the element holds while it streams.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gst_video::VideoInfo;
+
+use crate::backend::{Backend, Capabilities, Size};
+use crate::stream::composer::Composer;
+use crate::stream::planner::WindowPlanner;
+
+/// The stream between two caps changes.
+pub struct Run {
+    pub info: VideoInfo,
+    pub planner: WindowPlanner,
+    /// The size windows are sent to the backend at.
+    pub send_size: Size,
+}
+
+pub struct State {
+    pub backend: Arc<dyn Backend>,
+    pub capabilities: Capabilities,
+    pub run: Option<Run>,
+    pub composer: Composer,
+    /// Number of the next input frame, counted from 0 since the last flush.
+    pub next_frame: u64,
+    /// Jobs submitted and not yet delivered, by window index.
+    pub jobs: HashMap<u64, tokio::task::AbortHandle>,
+    /// Bumped on every flush, so that results of cancelled jobs are recognised and dropped.
+    pub epoch: u64,
+    pub flushing: bool,
+    /// A window failed under on-error=fail: the stream stops.
+    pub failed: bool,
+    /// What downstream answered last; the chain function returns it.
+    pub downstream: Result<gst::FlowSuccess, gst::FlowError>,
+}
+
+impl State {
+    pub fn new(backend: Arc<dyn Backend>, capabilities: Capabilities) -> Self {
+        Self {
+            backend,
+            capabilities,
+            run: None,
+            composer: Composer::default(),
+            next_frame: 0,
+            jobs: HashMap::new(),
+            epoch: 0,
+            flushing: false,
+            failed: false,
+            downstream: Ok(gst::FlowSuccess::Ok),
+        }
+    }
+
+    /// Frames below this number are in no window still to be planned.
+    pub fn settled_below(&self) -> u64 {
+        self.run
+            .as_ref()
+            .map_or(u64::MAX, |run| run.planner.settled_below())
+    }
+
+    /// Cancels every job in flight (dropping a backend's future cancels its remote job).
+    pub fn cancel_jobs(&mut self) {
+        for (_, job) in self.jobs.drain() {
+            job.abort();
+        }
+    }
+
+    /// Forgets the stream (after a flush): nothing held, nothing in flight, counting
+    /// restarts at frame 0 and window 0 with the same caps.
+    pub fn restart(&mut self, window: u32, overlap: u32) {
+        self.cancel_jobs();
+        self.epoch += 1;
+        self.composer = Composer::default();
+        self.next_frame = 0;
+        if let Some(run) = &mut self.run {
+            run.planner = WindowPlanner::new(window, overlap, 0, 0);
+        }
+        self.failed = false;
+        self.downstream = Ok(gst::FlowSuccess::Ok);
+    }
+
+    /// Why the chain function cannot take more data, if it cannot.
+    pub fn flow(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.flushing {
+            Err(gst::FlowError::Flushing)
+        } else if self.failed {
+            Err(gst::FlowError::Error)
+        } else {
+            self.downstream
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Repository ids resolve through the local Hugging Face cache (`HF_HOME`), offline.
+//! In its own test binary because it sets `HF_HOME` for the process.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use gstwanedit::wan;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn repo_ids_resolve_through_the_cache() {
+    let home = std::env::temp_dir().join(format!("wanedit-hf-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let repo = home.join("hub/models--tiny--wan-t2v");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/t2v_square_f5_1step/model");
+    copy_dir(&case, &repo.join("snapshots").join(commit));
+    // SAFETY: this binary's only test, so no other thread reads the environment.
+    unsafe {
+        std::env::set_var("HF_HOME", &home);
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+    }
+
+    let model = wan::load("tiny/wan-t2v", &Device::Cpu, DType::F32).unwrap();
+    assert_eq!(model.kind(), wan::PipelineKind::TextToVideo);
+    assert!(model.root().ends_with(commit));
+    match wan::load("tiny/not-downloaded", &Device::Cpu, DType::F32) {
+        Err(e) => assert!(e.to_string().contains("tiny/not-downloaded"), "{e}"),
+        Ok(_) => panic!("an uncached repository loaded"),
+    }
+}
