@@ -185,9 +185,7 @@ impl Http {
 
     async fn send_once(&self, call: &Call) -> Result<reqwest::Response, reqwest::Error> {
         let mut request = self.client.request(call.method.clone(), call.url.clone());
-        if let Some(auth) = &self.auth
-            && self.trusted.contains(&call.url.origin())
-        {
+        if let Some(auth) = self.key_for(call) {
             request = request.header(reqwest::header::AUTHORIZATION, auth.header.clone());
         }
         for (name, value) in &call.headers {
@@ -214,14 +212,25 @@ impl Http {
         request.send().await
     }
 
+    /// The key goes to the provider's own origins only, and not where the call carries
+    /// credentials of its own (a storage token).
+    fn key_for(&self, call: &Call) -> Option<&Auth> {
+        let own = call
+            .headers
+            .iter()
+            .any(|(name, _)| name == reqwest::header::AUTHORIZATION);
+        self.auth
+            .as_ref()
+            .filter(|_| !own && self.trusted.contains(&call.url.origin()))
+    }
+
     /// The error for an answer with a failure status, with the provider's own message.
     async fn status_error(&self, call: &Call, response: reqwest::Response) -> BackendError {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let mut message = provider_message(&text);
         if matches!(status.as_u16(), 401 | 403)
-            && let Some(auth) = &self.auth
-            && self.trusted.contains(&call.url.origin())
+            && let Some(auth) = self.key_for(call)
         {
             message = format!("{message} (the key was refused: check {})", auth.source);
         }

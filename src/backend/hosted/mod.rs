@@ -245,8 +245,13 @@ fn parse_endpoint(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// `path` below `base` (which ends with '/').
+/// `path` below `base`, whether or not `base` ends with '/' (providers hand out bases
+/// either way).
 fn join(base: &Url, path: &str) -> Result<Url, BackendError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
     base.join(path.trim_start_matches('/'))
         .map_err(|e| BackendError::Protocol(format!("cannot form a URL from {path:?}: {e}")))
 }
@@ -290,6 +295,11 @@ mod tests {
         assert_eq!(
             join(&base, "/v1/predictions").unwrap().as_str(),
             "http://127.0.0.1:8080/proxy/v1/predictions"
+        );
+        let cdn = Url::parse("https://v3.fal.media/cdn").unwrap();
+        assert_eq!(
+            join(&cdn, "files/upload").unwrap().as_str(),
+            "https://v3.fal.media/cdn/files/upload"
         );
         assert!(parse_endpoint("ftp://host").is_err());
     }
