@@ -74,7 +74,12 @@ fn replicate_uploads_creates_polls_and_downloads() {
     }
     assert_eq!(mock.count(Route::Upload), 2);
     assert_eq!(mock.count(Route::Cancel), 0);
-    assert_eq!(jobs_reported(&outcome), vec!["job0003", "job0004"]);
+    let jobs = jobs_reported(&outcome);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(
+        jobs.iter().all(|id| id.starts_with("job")),
+        "the provider's ids: {jobs:?}"
+    );
     let progress: Vec<f64> = outcome
         .messages
         .iter()

@@ -262,10 +262,13 @@ impl Http {
                 "the edited clip is {size} bytes or more, over the {cap} byte cap"
             ))
         };
-        let mut response = match self.send_once(&Call::get(url.clone())).await {
-            Ok(response) => response,
-            Err(e) => return Err(transport_error(e)),
-        };
+        // Outputs are capability URLs: they need no key, so they get none, wherever they are.
+        let mut response = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
