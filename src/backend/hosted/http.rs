@@ -490,6 +490,31 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_outputs_only_from_a_loopback_endpoint() {
+        let remote =
+            Http::new(&[Url::parse("https://api.replicate.com").unwrap()], None, 1).unwrap();
+        let output = Url::parse("http://cdn.example.com/out.mp4?sig=secret").unwrap();
+        let error = remote.check_foreign_url(&output).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "unexpected answer: the provider gave a http URL (http://cdn.example.com/out.mp4); \
+             only https is accepted from a remote endpoint"
+        );
+        assert!(
+            remote
+                .check_foreign_url(&Url::parse("https://cdn.example.com/o.mp4").unwrap())
+                .is_ok()
+        );
+        let local = Http::new(&[Url::parse("http://127.0.0.1:5000").unwrap()], None, 1).unwrap();
+        assert!(local.check_foreign_url(&output).is_ok());
+        assert!(
+            local
+                .check_foreign_url(&Url::parse("file:///etc/passwd").unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
     fn loopback_hosts() {
         for url in [
             "http://127.0.0.1:5000",
