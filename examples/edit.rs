@@ -33,7 +33,9 @@ fn parse_args() -> Result<Args> {
                 std::process::exit(0);
             }
             Some(name) => {
-                let value = args.next().with_context(|| format!("--{name} needs a value"))?;
+                let value = args
+                    .next()
+                    .with_context(|| format!("--{name} needs a value"))?;
                 properties.push((name.to_owned(), value));
             }
             None => positional.push(arg),
@@ -113,7 +115,11 @@ fn build(args: &Args) -> Result<gst::Pipeline> {
 /// The audio keeps going to the same file: audioconvert ! audioresample ! avenc_aac ! mux.
 fn link_audio(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
     let mux = pipeline.by_name("mp4mux0").context("no muxer")?;
-    let audio = [make("audioconvert")?, make("audioresample")?, make("avenc_aac")?];
+    let audio = [
+        make("audioconvert")?,
+        make("audioresample")?,
+        make("avenc_aac")?,
+    ];
     pipeline.add_many(&audio)?;
     gst::Element::link_many(&audio)?;
     audio[2].link(&mux)?;

@@ -1,12 +1,17 @@
 //! The API key never shows: not in GStreamer's log at its most verbose (GST_DEBUG=*:9),
 //! not in bus messages, not in error texts, whether the key works or not.
+//!
+//! The key is set as a property, not in a pipeline description: GStreamer's own parser
+//! logs descriptions whole (at INFO), which is why docs/hosted.md tells gst-launch users to
+//! give the key through the environment.
 
 #[path = "support/hosted/mod.rs"]
 mod hosted;
 
 use std::sync::{Arc, Mutex};
 
-use hosted::pipeline::run;
+use gst::prelude::*;
+use hosted::pipeline::run_configured;
 use hosted::server::KEY;
 use hosted::{Kind, Mock, Route};
 
@@ -34,13 +39,13 @@ fn the_api_key_never_appears_in_logs_messages_or_errors() {
     let mut seen_text = String::new();
     for key in [KEY, wrong] {
         let mock = Mock::start(Kind::Replicate);
-        let outcome = run(
+        let outcome = run_configured(
             &format!(
-                "backend=replicate endpoint={} api-key={key} window-frames=33 overlap-frames=8 \
-                 job-timeout=60",
+                "backend=replicate endpoint={} window-frames=33 overlap-frames=8 job-timeout=60",
                 mock.url
             ),
             33,
+            |edit| edit.set_property("api-key", key),
         );
         if key == KEY {
             outcome.assert_frames(33, hosted::pipeline::invert);
@@ -75,7 +80,8 @@ fn the_api_key_never_appears_in_logs_messages_or_errors() {
     assert!(log.contains("wanedit"), "the element logged");
     assert!(seen_text.contains("wanedit-window"));
     for key in [KEY, wrong] {
-        assert!(!log.contains(key), "the key is in the log");
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(key)).take(3).collect();
+        assert!(leaks.is_empty(), "the key is in the log: {leaks:#?}");
         assert!(!seen_text.contains(key), "the key is in a message");
     }
 }

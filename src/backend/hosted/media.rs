@@ -77,6 +77,9 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
     encoder.set_property_from_str("pass", "qual");
     encoder.set_property("quantizer", 14u32);
     encoder.set_property_from_str("speed-preset", "veryfast");
+    // No B-frames: their reordering offsets every timestamp, and mp4mux writes no edit list
+    // to take the offset back, so decoders clip the last frames at the clip's end.
+    encoder.set_property("bframes", 0u32);
     let profile = gst::ElementFactory::make("capsfilter")
         .property(
             "caps",
@@ -304,8 +307,14 @@ impl<'a> Running<'a> {
                     return Some(Ok(sample));
                 }
                 if sink.is_eos() {
-                    done = true;
-                    return None;
+                    // EOS may be flagged while samples still wait: drain them first.
+                    return match sink.try_pull_sample(gst::ClockTime::ZERO) {
+                        Some(sample) => Some(Ok(sample)),
+                        None => {
+                            done = true;
+                            None
+                        }
+                    };
                 }
                 let failed = bus
                     .pop_filtered(&[gst::MessageType::Error])
@@ -380,6 +389,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_full_window_at_wan_size_keeps_every_frame() {
+        let rate = gst::Fraction::new(16, 1);
+        let frames = clip(33, 832, 480);
+        let decoded = decode_mp4(encode_mp4(&frames, rate).unwrap()).unwrap();
+        assert_eq!(decoded.len(), 33);
+        assert_eq!(decoded[32].pts, frame_time(32, rate));
     }
 
     #[test]

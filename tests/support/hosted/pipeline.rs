@@ -91,6 +91,16 @@ pub fn invert(rgb: [u8; 3]) -> [u8; 3] {
 /// Pushes `count` frames through `wanedit` configured by `properties` (gst-launch syntax)
 /// and collects what comes out, and the bus messages, until EOS or an error.
 pub fn run(properties: &str, count: u64) -> Outcome {
+    run_configured(properties, count, |_| ())
+}
+
+/// [`run`], with the element configured by `configure` before it starts, for what must not
+/// go through a pipeline description (GStreamer's parser logs descriptions whole).
+pub fn run_configured(
+    properties: &str,
+    count: u64,
+    configure: impl FnOnce(&gst::Element),
+) -> Outcome {
     gst::init().unwrap();
     gstwanedit::plugin_register_static().unwrap();
     let description = format!(
@@ -102,6 +112,7 @@ pub fn run(properties: &str, count: u64) -> Outcome {
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
+    configure(&pipeline.by_name("edit").unwrap());
     let src = pipeline
         .by_name("src")
         .unwrap()
