@@ -7,7 +7,6 @@ mod hosted;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gst::prelude::*;
 use hosted::pipeline::{HEIGHT, RATE, WIDTH, colour, frame_pts, invert};
 use hosted::server::KEY;
 use hosted::{Kind, Mock, Route};

@@ -347,3 +347,43 @@ fn a_busy_cog_server_is_asked_again() {
     assert_eq!(mock.count(Route::Create), 2);
     assert!(mock.seen().iter().all(|s| s.authorization.is_none()));
 }
+
+#[test]
+fn the_reference_image_is_uploaded_and_passed_to_the_model() {
+    let mock = Mock::start(Kind::Wavespeed);
+    let image = std::env::temp_dir().join(format!("wanedit-ref-{}.png", std::process::id()));
+    std::fs::write(
+        &image,
+        b"\x89PNG\r\n\x1a\n not really a png, the server only stores it",
+    )
+    .unwrap();
+    let backend = backend(BackendKind::Wavespeed, &mock);
+    assert!(backend.capabilities(Default::default()).reference_image);
+    let mut request = request();
+    request.params.reference_image = Some(image.clone());
+    let edit = backend.edit(request);
+    runtime().block_on(edit).unwrap();
+    std::fs::remove_file(&image).unwrap();
+
+    let tickets: Vec<_> = mock
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/api/v3/media/uploads")
+        .map(|s| (s.body["filename"].clone(), s.body["content_type"].clone()))
+        .collect();
+    assert_eq!(tickets.len(), 2, "the clip and the image");
+    assert!(tickets.contains(&(
+        image.file_name().unwrap().to_str().unwrap().into(),
+        "image/png".into()
+    )));
+    let input = &mock.inputs()[0];
+    let images = input["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1);
+    assert!(
+        images[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/files/", mock.url))
+    );
+    assert_ne!(images[0], input["video"]);
+}

@@ -9,6 +9,7 @@
 pub mod pipeline;
 pub mod server;
 
+#[allow(unused_imports)] // each test binary imports its own part
 pub use server::{Fault, Kind, Mock, Output, Route, Seen};
 
 use gstwanedit::backend::hosted::media;
