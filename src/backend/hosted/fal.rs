@@ -118,9 +118,9 @@ impl Protocol for Fal {
                     .and_then(Value::as_array)
                     .and_then(|logs| {
                         logs.iter()
+                            .rev()
                             .filter_map(|l| l.get("message").and_then(Value::as_str))
-                            .filter_map(tqdm_progress)
-                            .last()
+                            .find_map(tqdm_progress)
                     });
                 return Ok(Poll::Pending { progress });
             }

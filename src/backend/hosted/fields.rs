@@ -17,6 +17,9 @@ pub enum ImageField {
     List(&'static str),
 }
 
+/// The value a model's resolution input takes for a resolution class.
+pub type ResolutionValue = fn(Resolution) -> &'static str;
+
 /// The names of a model's inputs; `None` where the model has no such input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fields {
@@ -29,7 +32,7 @@ pub struct Fields {
     pub guidance_scale: Option<&'static str>,
     pub strength: Option<&'static str>,
     /// The resolution input and the value sent for each class.
-    pub resolution: Option<(&'static str, fn(Resolution) -> &'static str)>,
+    pub resolution: Option<(&'static str, ResolutionValue)>,
 }
 
 impl Fields {
