@@ -72,10 +72,7 @@ fn run_harness(
     n: u64,
     value: u8,
 ) -> (Vec<gst::Buffer>, gst_check::Harness) {
-    let mut h = gst_check::Harness::with_element(e, Some("sink"), Some("src"));
-    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-    h.set_src_caps(caps);
-    h.play();
+    let (mut h, info) = harness(e, caps);
     for i in 0..n {
         assert_eq!(h.push(frame(&info, i, value)), Ok(gst::FlowSuccess::Ok));
     }
@@ -186,11 +183,7 @@ fn one_frame_and_empty_streams() {
 fn a_flushing_seek_in_the_middle_of_a_window_drops_what_came_before_and_nothing_after() {
     let editor = Editor::tint(colour).with_delay(Duration::from_millis(300));
     let e = element(editor.clone(), 9, 2);
-    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
-    let caps = video_caps("RGB", 4, 4);
-    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-    h.set_src_caps(caps);
-    h.play();
+    let (mut h, info) = harness(&e, video_caps("RGB", 4, 4));
     for i in 0..12 {
         h.push(frame(&info, i, 0)).unwrap();
     }
@@ -231,13 +224,9 @@ fn a_flushing_seek_in_the_middle_of_a_window_drops_what_came_before_and_nothing_
 fn a_caps_change_in_the_middle_of_a_window_drains_then_renegotiates() {
     let editor = Editor::tint(colour);
     let e = element(editor.clone(), 9, 2);
-    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
-    let small = video_caps("RGB", 4, 4);
+    let (mut h, small_info) = harness(&e, video_caps("RGB", 4, 4));
     let large = video_caps("I420", 16, 8);
-    let small_info = gst_video::VideoInfo::from_caps(&small).unwrap();
     let large_info = gst_video::VideoInfo::from_caps(&large).unwrap();
-    h.set_src_caps(small);
-    h.play();
     for i in 0..6 {
         h.push(frame(&small_info, i, 0)).unwrap();
     }
@@ -383,11 +372,7 @@ fn passthrough_outputs_the_original_frames_and_warns() {
     let editor = Editor::failing("quota exceeded");
     let e = element(editor, 5, 1);
     e.set_property_from_str("on-error", "passthrough");
-    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
-    let caps = video_caps("I420", 16, 8);
-    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-    h.set_src_caps(caps);
-    h.play();
+    let (mut h, info) = harness(&e, video_caps("I420", 16, 8));
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     for i in 0..12 {
@@ -493,11 +478,7 @@ fn prompt_changes_apply_to_windows_not_yet_submitted() {
     let editor = Editor::identity();
     let e = element(editor.clone(), 5, 0);
     e.set_property("prompt", "first");
-    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
-    let caps = video_caps("GRAY8", 4, 4);
-    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-    h.set_src_caps(caps);
-    h.play();
+    let (mut h, info) = harness(&e, video_caps("GRAY8", 4, 4));
     for i in 0..5 {
         h.push(frame(&info, i, 0)).unwrap();
     }
