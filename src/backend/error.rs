@@ -57,6 +57,11 @@ pub enum ConfigError {
         "backend=custom needs a backend object: call WanEdit::set_backend before going to PAUSED"
     )]
     NoCustomBackend,
+    #[error("backend={backend} needs an API key: set api-key or the {env} environment variable")]
+    MissingKey {
+        backend: &'static str,
+        env: &'static str,
+    },
     #[error("window-frames={0} must be 4n+1 (for example 5, 9, 17, 33, 49, 81)")]
     WindowFrames(u32),
     #[error("overlap-frames={overlap} must be smaller than window-frames={window}")]

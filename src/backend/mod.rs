@@ -4,8 +4,10 @@
 //! [`create`] from the element's settings, and an application can hand the element a
 //! backend object of its own with [`crate::WanEdit::set_backend`].
 
+mod auto;
 mod error;
 mod frame;
+pub mod hosted;
 mod report;
 pub mod runtime;
 
@@ -214,6 +216,7 @@ pub struct BackendConfig {
     pub endpoint: Option<String>,
     pub api_key: Option<String>,
     pub resolution: Resolution,
+    /// Zero means no limit.
     pub job_timeout: Duration,
     pub params: EditParams,
 }
@@ -248,12 +251,17 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Builds the built-in backend the configuration names.
 ///
-/// `auto` and the backends that are not part of this build fail with a message that says
-/// what to set instead.
+/// `auto` picks what the user configured (see [`auto`]); the backend's [`Backend::name`]
+/// says which. Backends that are not part of this build, and `auto` with nothing to use,
+/// fail with a message that says what to set instead.
 pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
     match config.kind {
         BackendKind::Custom => Err(ConfigError::NoCustomBackend),
-        BackendKind::Auto => Err(ConfigError::NothingConfigured),
-        kind => Err(ConfigError::NotBuilt(kind.nick())),
+        BackendKind::Auto => create(&BackendConfig {
+            kind: auto::choose(config)?,
+            ..config.clone()
+        }),
+        BackendKind::Candle => Err(ConfigError::NotBuilt("candle")),
+        kind => hosted::create(kind, config, hosted::Limits::default()),
     }
 }

@@ -1,0 +1,84 @@
+//! Output frames per second of a pipeline whose hosted jobs take a fixed time, against
+//! `max-in-flight`; then what one window costs this machine (encode and decode).
+//!
+//!     cargo bench --bench hosted_throughput
+//!
+//! The loopback provider (tests/support/hosted) answers every job after JOB_TIME with one
+//! canned clip, so that its own CPU stays out of the numbers.
+
+#[path = "../tests/support/hosted/mod.rs"]
+mod hosted;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gstwanedit::backend::hosted::media;
+use gstwanedit::backend::{ClipFrame, RgbFrame};
+use hosted::pipeline::run;
+use hosted::server::KEY;
+use hosted::{Kind, Mock};
+
+const JOB_TIME: Duration = Duration::from_secs(2);
+/// W=33, O=8: 16 windows.
+const FRAMES: u64 = 16 * 25 + 8;
+
+fn window(width: u32, height: u32) -> Vec<RgbFrame> {
+    (0..33u8)
+        .map(|i| RgbFrame::filled(width, height, [i * 7, 100, 200 - i * 5]))
+        .collect()
+}
+
+fn main() {
+    gst::init().unwrap();
+    let rate = gst::Fraction::new(16, 1);
+    // A window as the element sends it (832x480) and a 720p answer at 24 fps.
+    let sent = window(832, 480);
+    let answer: Vec<RgbFrame> = (0..50)
+        .map(|_| RgbFrame::filled(1280, 720, [9, 9, 9]))
+        .collect();
+    let canned = Arc::new(media::encode_mp4(&answer, hosted::OUTPUT_RATE).unwrap());
+
+    println!("| max-in-flight | windows | wall (s) | output fps |");
+    println!("|---|---|---|---|");
+    for in_flight in [1u32, 2, 4, 8, 16] {
+        let mock = Mock::start(Kind::Replicate);
+        *mock.job_time.lock().unwrap() = JOB_TIME;
+        *mock.canned.lock().unwrap() = Some(canned.clone());
+        let started = Instant::now();
+        let outcome = run(
+            &format!(
+                "backend=replicate endpoint={} api-key={KEY} window-frames=33 overlap-frames=8 \
+                 max-in-flight={in_flight} job-timeout=600",
+                mock.url
+            ),
+            FRAMES,
+        );
+        let wall = started.elapsed().as_secs_f64();
+        assert_eq!(outcome.error(), None);
+        assert_eq!(outcome.frames.len() as u64, FRAMES);
+        println!(
+            "| {in_flight} | {} | {wall:.1} | {:.1} |",
+            mock.count(hosted::Route::Create),
+            FRAMES as f64 / wall
+        );
+    }
+
+    let time = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..3 {
+            f();
+        }
+        started.elapsed().as_secs_f64() / 3.0
+    };
+    let encode = time(&mut || {
+        media::encode_mp4(&sent, rate).unwrap();
+    });
+    let decode = time(&mut || {
+        let frames: Vec<ClipFrame> = media::decode_mp4(canned.to_vec()).unwrap();
+        assert_eq!(frames.len(), 50);
+    });
+    println!();
+    println!(
+        "one window: encode 33 frames at 832x480 {encode:.2} s; decode 50 frames at 1280x720 {decode:.2} s"
+    );
+}

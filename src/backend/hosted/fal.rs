@@ -1,0 +1,151 @@
+//! fal.ai: submit to the queue (`POST {queue}/{endpoint id}`), then follow the
+//! `status_url`, `response_url` and `cancel_url` it returns; inputs go to fal's CDN
+//! through a storage token.
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::fields::{Fields, ImageField};
+use super::http::{Body, Call, Http, Kind};
+use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
+use super::{Provider, field, join, text, url_at};
+use crate::backend::{BackendError, Capabilities, Resolution};
+
+pub const PROVIDER: Provider = Provider {
+    name: "fal",
+    env: "FAL_KEY",
+    auth_scheme: "Key",
+    endpoint: "https://queue.fal.run",
+    model: Some("fal-ai/wan/v2.7/edit-video"),
+};
+
+/// fal keeps storage on another host than the queue.
+pub const STORAGE: &str = "https://rest.fal.ai";
+
+pub struct Fal {
+    pub queue: Url,
+    pub storage: Url,
+    pub model: String,
+    pub fields: Fields,
+    pub resolution: Resolution,
+    pub max_concurrency: usize,
+}
+
+/// The inputs of a fal endpoint; others are assumed to follow the Wan 2.7 edit endpoint.
+pub fn fields(model: &str) -> Fields {
+    let wan27 = Fields {
+        video: "video_url",
+        reference_image: Some(ImageField::One("reference_image_url")),
+        ..Fields::WAN27
+    };
+    if model.starts_with("fal-ai/wan/v2.2-a14b/video-to-video") {
+        Fields {
+            reference_image: None,
+            negative_prompt: Some("negative_prompt"),
+            steps: Some("num_inference_steps"),
+            guidance_scale: Some("guidance_scale"),
+            strength: Some("strength"),
+            resolution: Some(("resolution", |r| r.nick())),
+            ..wan27
+        }
+    } else {
+        wan27
+    }
+}
+
+impl Protocol for Fal {
+    fn name(&self) -> &'static str {
+        PROVIDER.name
+    }
+
+    fn capabilities(&self, resolution: Resolution) -> Capabilities {
+        self.fields.capabilities(resolution, self.max_concurrency)
+    }
+
+    async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
+        let mut token_url = join(&self.storage, "storage/auth/token")?;
+        token_url.set_query(Some("storage_type=fal-cdn-v3"));
+        let token = http
+            .send(&Call::new(Method::POST, token_url, Kind::Repeatable).json(json!({})))
+            .await?;
+        let base = url_at(&token, "/base_url")?;
+        http.check_foreign_url(&base)?;
+        let mut authorization = HeaderValue::from_str(&format!(
+            "{} {}",
+            text(&token, "/token_type")?,
+            text(&token, "/token")?
+        ))
+        .map_err(|_| BackendError::Protocol("the storage token cannot be sent".into()))?;
+        authorization.set_sensitive(true);
+        let upload = Call::new(Method::POST, join(&base, "files/upload")?, Kind::Repeatable)
+            .header(AUTHORIZATION, authorization)
+            .header(
+                HeaderName::from_static("x-fal-file-name"),
+                HeaderValue::from_str(&media.file_name)
+                    .unwrap_or_else(|_| HeaderValue::from_static("upload")),
+            )
+            .body(Body::Bytes {
+                data: media.data,
+                content_type: media.content_type,
+            });
+        Ok(text(&http.send(&upload).await?, "/access_url")?.to_owned())
+    }
+
+    async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
+        let input = Value::Object(self.fields.input(&inputs, self.resolution));
+        let call =
+            Call::new(Method::POST, join(&self.queue, &self.model)?, Kind::Create).json(input);
+        let body = http.send(&call).await?;
+        // The returned URLs drop the endpoint's sub-path: use them, do not rebuild them.
+        let mut job = Job::new(
+            text(&body, "/request_id")?.to_owned(),
+            url_at(&body, "/status_url")?,
+        );
+        job.poll.query_pairs_mut().append_pair("logs", "1");
+        job.result = Some(url_at(&body, "/response_url")?);
+        job.cancel = Some(url_at(&body, "/cancel_url")?);
+        Ok(job)
+    }
+
+    async fn poll(&self, http: &Http, job: &Job) -> Result<Poll, BackendError> {
+        let body = http.send(&Call::get(job.poll.clone())).await?;
+        match text(&body, "/status")? {
+            "COMPLETED" => {}
+            _ => {
+                let progress = field(&body, "/logs")
+                    .and_then(Value::as_array)
+                    .and_then(|logs| {
+                        logs.iter()
+                            .filter_map(|l| l.get("message").and_then(Value::as_str))
+                            .filter_map(tqdm_progress)
+                            .last()
+                    });
+                return Ok(Poll::Pending { progress });
+            }
+        }
+        if let Some(error) = field(&body, "/error") {
+            return Ok(Poll::Failed(
+                error
+                    .as_str()
+                    .map_or_else(|| error.to_string(), str::to_owned),
+            ));
+        }
+        let result_url = job.result.clone().expect("fal jobs have a response URL");
+        let result = http.send(&Call::get(result_url)).await?;
+        let url = ["/video/url", "/video", "/videos/0/url"]
+            .iter()
+            .find_map(|pointer| field(&result, pointer).and_then(Value::as_str))
+            .ok_or_else(|| BackendError::Protocol(format!("no video in the result: {result}")))?;
+        Ok(Poll::Done(Output::parse(url)?))
+    }
+
+    async fn cancel(&self, http: &Http, job: &Job) -> Result<(), BackendError> {
+        if let Some(url) = &job.cancel {
+            http.send(&Call::new(Method::PUT, url.clone(), Kind::Repeatable))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! MP4 in and out, in-process with GStreamer.
+//!
+//! Providers take and give H.264 MP4. Both directions run a small GStreamer pipeline in
+//! the calling thread (call them from a blocking task): `appsrc ! videoconvert ! x264enc !
+//! mp4mux ! appsink` and `appsrc ! decodebin ! videoconvert ! appsink`.
+
+use gst::glib;
+use gst::prelude::*;
+use gst_video::prelude::*;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{ClipFrame, RgbFrame, frame_time};
+
+/// No clip of 81 frames takes this long to encode or decode; a pipeline that does has hung.
+const PIPELINE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(300);
+
+/// Why a clip could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MediaError(String);
+
+impl MediaError {
+    fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<glib::BoolError> for MediaError {
+    fn from(e: glib::BoolError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<glib::Error> for MediaError {
+    fn from(e: glib::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn make(factory: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make(factory).build().map_err(|_| {
+        MediaError::new(format!(
+            "the GStreamer element {factory} is missing: install its plugin"
+        ))
+    })
+}
+
+/// Encodes frames, all of one size, as H.264 (High profile, yuv420p) in MP4; frame `i`
+/// stands at `i / frame_rate`.
+pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<u8>, MediaError> {
+    gst::init()?;
+    let first = frames
+        .first()
+        .ok_or_else(|| MediaError::new("no frames to encode"))?;
+    let info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, first.width, first.height)
+            .fps(frame_rate)
+            .build()?;
+
+    let src = gst_app::AppSrc::builder()
+        .caps(&info.to_caps()?)
+        .format(gst::Format::Time)
+        .max_bytes(0)
+        .build();
+    let convert = make("videoconvert")?;
+    let yuv = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        )
+        .build()?;
+    let encoder = make("x264enc")?;
+    // Constant quality near visually lossless: the model should see the source, not
+    // compression artefacts. Speed matters too: a window is encoded for every job.
+    encoder.set_property_from_str("pass", "qual");
+    encoder.set_property("quantizer", 14u32);
+    encoder.set_property_from_str("speed-preset", "veryfast");
+    // No B-frames: their reordering offsets every timestamp, and mp4mux writes no edit list
+    // to take the offset back, so decoders clip the last frames at the clip's end.
+    encoder.set_property("bframes", 0u32);
+    let profile = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("profile", "high")
+                .build(),
+        )
+        .build()?;
+    let mux = make("mp4mux")?;
+    // The moov box first: appsink cannot seek back, and providers read the file faster.
+    mux.set_property("faststart", true);
+    let sink = appsink(None);
+
+    let pipeline = gst::Pipeline::new();
+    let elements = [
+        src.upcast_ref(),
+        &convert,
+        &yuv,
+        &encoder,
+        &profile,
+        &mux,
+        sink.upcast_ref(),
+    ];
+    pipeline.add_many(elements)?;
+    gst::Element::link_many(elements)?;
+
+    let frame_duration = frame_time(1, frame_rate);
+    let run = Running::start(&pipeline)?;
+    for (i, frame) in frames.iter().enumerate() {
+        if (frame.width, frame.height) != (first.width, first.height) {
+            return Err(MediaError::new("frames of different sizes in one clip"));
+        }
+        let mut buffer = padded_rgb(frame, &info);
+        {
+            let buffer = buffer.get_mut().expect("a new buffer is writable");
+            buffer.set_pts(frame_time(i as u64, frame_rate));
+            buffer.set_duration(frame_duration);
+        }
+        src.push_buffer(buffer)
+            .map_err(|e| MediaError::new(format!("encoder refused a frame: {e:?}")))?;
+    }
+    src.end_of_stream()
+        .map_err(|e| MediaError::new(format!("encoder refused end of stream: {e:?}")))?;
+    let mut mp4 = Vec::new();
+    for sample in run.samples(&sink, "encoding") {
+        if let Some(buffer) = sample?.buffer() {
+            mp4.extend_from_slice(&buffer.map_readable()?);
+        }
+    }
+    Ok(mp4)
+}
+
+/// Decodes the first video track of a clip to RGB frames, their times counted from the
+/// clip's first frame. Other tracks (audio) are ignored.
+pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
+    gst::init()?;
+    let size = data.len() as u64;
+    let data = Arc::new(data);
+    let offset = Arc::new(Mutex::new(0u64));
+    // Seekable push mode: qtdemux seeks to the moov box wherever it is in the file. (In
+    // random-access pull mode decodebin swallows the errors of a file it cannot type and
+    // never prerolls.)
+    let src = gst_app::AppSrc::builder()
+        .stream_type(gst_app::AppStreamType::Seekable)
+        .size(size as i64)
+        .format(gst::Format::Bytes)
+        .callbacks(
+            gst_app::AppSrcCallbacks::builder()
+                .seek_data({
+                    let offset = offset.clone();
+                    move |_, to| {
+                        *offset.lock().unwrap() = to;
+                        to <= size
+                    }
+                })
+                .need_data({
+                    let offset = offset.clone();
+                    move |src, length| {
+                        let mut at = offset.lock().unwrap();
+                        if *at >= size {
+                            let _ = src.end_of_stream();
+                            return;
+                        }
+                        let end = (*at + u64::from(length)).min(size);
+                        let mut buffer =
+                            gst::Buffer::from_slice(data[*at as usize..end as usize].to_vec());
+                        buffer.get_mut().unwrap().set_offset(*at);
+                        *at = end;
+                        let _ = src.push_buffer(buffer);
+                    }
+                })
+                .build(),
+        )
+        .build();
+    let decodebin = make("decodebin")?;
+    let convert = make("videoconvert")?;
+    let sink = gst_app::AppSink::builder()
+        .caps(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "RGB")
+                .build(),
+        )
+        .sync(false)
+        .build();
+
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([src.upcast_ref(), &decodebin, &convert, sink.upcast_ref()])?;
+    src.link(&decodebin)?;
+    convert.link(&sink)?;
+
+    let video_linked = Arc::new(Mutex::new(false));
+    decodebin.connect_pad_added({
+        let pipeline = pipeline.downgrade();
+        let convert = convert.clone();
+        move |_, pad| {
+            let Some(pipeline) = pipeline.upgrade() else {
+                return;
+            };
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let is_video = caps
+                .structure(0)
+                .is_some_and(|s| s.name().starts_with("video/"));
+            let mut linked = video_linked.lock().unwrap();
+            if is_video && !*linked {
+                *linked = pad.link(&convert.static_pad("sink").unwrap()).is_ok();
+            } else if let Ok(fakesink) = gst::ElementFactory::make("fakesink").build() {
+                // Audio, or a second video track: consumed and dropped.
+                fakesink.set_property("sync", false);
+                let _ = pipeline.add(&fakesink);
+                let _ = fakesink.sync_state_with_parent();
+                let _ = pad.link(&fakesink.static_pad("sink").unwrap());
+            }
+        }
+    });
+
+    let run = Running::start(&pipeline)?;
+    let mut frames = Vec::new();
+    let mut origin = None;
+    for sample in run.samples(&sink, "decoding the edited clip") {
+        let sample = sample?;
+        let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+            continue;
+        };
+        let info = gst_video::VideoInfo::from_caps(caps)?;
+        let pts = buffer
+            .pts()
+            .ok_or_else(|| MediaError::new("a decoded frame has no timestamp"))?;
+        let origin = *origin.get_or_insert(pts);
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+            .map_err(|_| MediaError::new("a decoded frame cannot be read"))?;
+        frames.push(ClipFrame {
+            pts: pts.saturating_sub(origin),
+            image: packed_rgb(&frame),
+        });
+    }
+    if frames.is_empty() {
+        return Err(MediaError::new("the clip holds no video frames"));
+    }
+    Ok(frames)
+}
+
+/// A sink that keeps every sample until read, as fast as they come.
+fn appsink(caps: Option<gst::Caps>) -> gst_app::AppSink {
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    sink.set_caps(caps.as_ref());
+    sink
+}
+
+/// Copies a packed frame into GStreamer's layout, whose RGB rows start on 4-byte
+/// boundaries.
+fn padded_rgb(frame: &RgbFrame, info: &gst_video::VideoInfo) -> gst::Buffer {
+    let stride = info.stride()[0] as usize;
+    let row = frame.width as usize * 3;
+    let mut data = vec![0u8; info.size()];
+    for (y, src) in frame.data.chunks_exact(row).enumerate() {
+        data[y * stride..y * stride + row].copy_from_slice(src);
+    }
+    gst::Buffer::from_mut_slice(data)
+}
+
+/// Copies an RGB video frame into rows without padding.
+fn packed_rgb(frame: &gst_video::VideoFrameRef<&gst::BufferRef>) -> RgbFrame {
+    let (width, height) = (frame.width(), frame.height());
+    let stride = frame.plane_stride()[0] as usize;
+    let plane = frame.plane_data(0).expect("RGB has one plane");
+    let row = width as usize * 3;
+    let mut data = Vec::with_capacity(row * height as usize);
+    for y in 0..height as usize {
+        data.extend_from_slice(&plane[y * stride..y * stride + row]);
+    }
+    RgbFrame {
+        width,
+        height,
+        data,
+    }
+}
+
+/// A pipeline set to PLAYING, stopped when dropped whatever happened.
+struct Running<'a>(&'a gst::Pipeline);
+
+impl<'a> Running<'a> {
+    fn start(pipeline: &'a gst::Pipeline) -> Result<Self, MediaError> {
+        let running = Running(pipeline);
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| running.error_or("the pipeline did not start"))?;
+        Ok(running)
+    }
+
+    /// The samples reaching `sink` until the end of the stream; an error of the pipeline,
+    /// or a stream that does not end within `PIPELINE_TIMEOUT`, ends the iteration with
+    /// an `Err`.
+    fn samples<'s>(
+        &'s self,
+        sink: &'s gst_app::AppSink,
+        what: &'s str,
+    ) -> impl Iterator<Item = Result<gst::Sample, MediaError>> + 's {
+        let bus = self.0.bus().expect("a pipeline has a bus");
+        let poll = gst::ClockTime::from_mseconds(50);
+        let mut waited = gst::ClockTime::ZERO;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            while !done {
+                if let Some(sample) = sink.try_pull_sample(poll) {
+                    return Some(Ok(sample));
+                }
+                if sink.is_eos() {
+                    // EOS may be flagged while samples still wait: drain them first.
+                    return match sink.try_pull_sample(gst::ClockTime::ZERO) {
+                        Some(sample) => Some(Ok(sample)),
+                        None => {
+                            done = true;
+                            None
+                        }
+                    };
+                }
+                let failed = bus
+                    .pop_filtered(&[gst::MessageType::Error])
+                    .map(|m| match m.view() {
+                        gst::MessageView::Error(e) => format!("{what} failed: {}", e.error()),
+                        _ => unreachable!("filtered on errors"),
+                    });
+                waited += poll;
+                let failed = failed.or_else(|| {
+                    (waited > PIPELINE_TIMEOUT)
+                        .then(|| format!("{what} did not finish within {PIPELINE_TIMEOUT}"))
+                });
+                if let Some(text) = failed {
+                    done = true;
+                    return Some(Err(MediaError::new(text)));
+                }
+            }
+            None
+        })
+    }
+
+    fn error_or(&self, fallback: &str) -> MediaError {
+        let error = self.0.bus().and_then(|bus| {
+            bus.pop_filtered(&[gst::MessageType::Error])
+                .and_then(|m| match m.view() {
+                    gst::MessageView::Error(e) => Some(e.error().to_string()),
+                    _ => None,
+                })
+        });
+        MediaError::new(error.unwrap_or_else(|| fallback.to_owned()))
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(count: usize, width: u32, height: u32) -> Vec<RgbFrame> {
+        (0..count)
+            .map(|i| RgbFrame::filled(width, height, [(i * 20) as u8, 128, 255 - (i * 20) as u8]))
+            .collect()
+    }
+
+    fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+        a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 6)
+    }
+
+    #[test]
+    fn round_trip_keeps_count_times_and_colours() {
+        let rate = gst::Fraction::new(16, 1);
+        // 30 is not a multiple of 4: RGB rows are padded in GStreamer and must be unpacked.
+        let frames = clip(9, 30, 18);
+        let mp4 = encode_mp4(&frames, rate).unwrap();
+        assert_eq!(&mp4[4..8], b"ftyp");
+        let decoded = decode_mp4(mp4).unwrap();
+        assert_eq!(decoded.len(), 9);
+        for (i, (out, sent)) in decoded.iter().zip(&frames).enumerate() {
+            assert_eq!(out.pts, frame_time(i as u64, rate));
+            assert_eq!((out.image.width, out.image.height), (30, 18));
+            for (x, y) in [(0, 0), (15, 9), (29, 17)] {
+                assert!(
+                    close(out.image.pixel(x, y), sent.pixel(x, y)),
+                    "frame {i} at ({x},{y}): {:?} for {:?}",
+                    out.image.pixel(x, y),
+                    sent.pixel(x, y)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_window_at_wan_size_keeps_every_frame() {
+        let rate = gst::Fraction::new(16, 1);
+        let frames = clip(33, 832, 480);
+        let decoded = decode_mp4(encode_mp4(&frames, rate).unwrap()).unwrap();
+        assert_eq!(decoded.len(), 33);
+        assert_eq!(decoded[32].pts, frame_time(32, rate));
+    }
+
+    #[test]
+    fn other_rates_keep_their_times() {
+        let rate = gst::Fraction::new(24000, 1001);
+        let decoded = decode_mp4(encode_mp4(&clip(5, 32, 32), rate).unwrap()).unwrap();
+        let times: Vec<_> = decoded.iter().map(|f| f.pts).collect();
+        let expected: Vec<_> = (0..5).map(|i| frame_time(i, rate)).collect();
+        for (got, want) in times.iter().zip(&expected) {
+            // mp4 stores times in its own timescale: allow a rounding of a microsecond.
+            assert!(
+                got.nseconds().abs_diff(want.nseconds()) < 1_000,
+                "{times:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_clips_are_errors() {
+        let mp4 = encode_mp4(&clip(9, 32, 32), gst::Fraction::new(16, 1)).unwrap();
+        let truncated = mp4[..mp4.len() / 3].to_vec();
+        assert!(decode_mp4(truncated).is_err());
+        assert!(decode_mp4(b"<html>not found</html>".to_vec()).is_err());
+    }
+}

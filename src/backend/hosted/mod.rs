@@ -1,0 +1,306 @@
+//! Hosted backends: providers reached over HTTPS, and self-hosted Cog servers.
+//!
+//! Each provider module is a thin protocol adapter ([`runner::Protocol`]); the shared
+//! [`runner`] encodes the window, creates and follows the job, downloads and decodes the
+//! result, and cancels the job when the edit is dropped.
+
+mod cog;
+mod fal;
+mod fields;
+mod http;
+pub mod media;
+mod replicate;
+mod runner;
+mod together;
+mod wavespeed;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use url::Url;
+
+use self::http::{Auth, Http};
+use self::runner::{Hosted, Protocol};
+use crate::backend::{Backend, BackendConfig, BackendError, BackendKind, ConfigError};
+
+/// Bounds on what a provider may send back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest edited clip downloaded.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 81 frames at 1080p in high quality H.264 stay far below 512 MiB.
+    fn default() -> Self {
+        Self {
+            max_output_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Jobs a hosted provider runs at once for one element; the provider's rate limits (429)
+/// are the real bound.
+const PROVIDER_CONCURRENCY: usize = 32;
+
+/// What sets a provider apart before any request: its name, key and defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Provider {
+    pub name: &'static str,
+    /// The environment variable the provider's own tools read the key from.
+    pub env: &'static str,
+    pub auth_scheme: &'static str,
+    pub endpoint: &'static str,
+    pub model: Option<&'static str>,
+}
+
+/// The hosted providers, in the order `backend=auto` tries their keys.
+pub const PROVIDERS: [Provider; 4] = [
+    replicate::PROVIDER,
+    fal::PROVIDER,
+    wavespeed::PROVIDER,
+    together::PROVIDER,
+];
+
+impl Provider {
+    pub fn of(kind: BackendKind) -> Option<Provider> {
+        PROVIDERS.into_iter().find(|p| p.name == kind.nick())
+    }
+
+    /// The key from `api-key`, else from the provider's environment variable.
+    fn auth(&self, config: &BackendConfig) -> Result<Auth, ConfigError> {
+        let (key, source) = match &config.api_key {
+            Some(key) if !key.is_empty() => (key.clone(), format!("api-key (or {})", self.env)),
+            _ => match std::env::var(self.env) {
+                Ok(key) if !key.is_empty() => {
+                    (key, format!("the {} environment variable", self.env))
+                }
+                _ => {
+                    return Err(ConfigError::MissingKey {
+                        backend: self.name,
+                        env: self.env,
+                    });
+                }
+            },
+        };
+        Auth::new(self.auth_scheme, key.trim(), source).map_err(|why| ConfigError::Invalid {
+            property: "api-key",
+            why,
+        })
+    }
+
+    fn model(&self, config: &BackendConfig) -> Result<String, ConfigError> {
+        match (&config.model, self.model) {
+            (Some(model), _) if !model.is_empty() => Ok(model.clone()),
+            (_, Some(model)) => Ok(model.to_owned()),
+            (_, None) => Err(ConfigError::Invalid {
+                property: "model",
+                why: format!(
+                    "backend={} has no default model: set model to the provider's id of a Wan \
+                     video edit model",
+                    self.name
+                ),
+            }),
+        }
+    }
+
+    fn endpoint(&self, config: &BackendConfig) -> Result<Url, ConfigError> {
+        parse_endpoint(config.endpoint.as_deref().unwrap_or(self.endpoint))
+    }
+}
+
+/// Builds the hosted backend `kind` names.
+pub fn create(
+    kind: BackendKind,
+    config: &BackendConfig,
+    limits: Limits,
+) -> Result<Arc<dyn Backend>, ConfigError> {
+    let max_output = limits.max_output_bytes;
+    let resolution = config.resolution;
+    let http = |endpoints: &[Url], auth| {
+        Http::new(endpoints, auth, max_output).map_err(|why| ConfigError::Invalid {
+            property: "endpoint",
+            why,
+        })
+    };
+    if kind == BackendKind::Cog {
+        let servers = cog_servers(config)?;
+        let urls: Vec<Url> = servers.iter().map(|s| s.url.clone()).collect();
+        // Cog has no authentication of its own; a gateway in front of a fleet may.
+        let auth = match &config.api_key {
+            Some(key) if !key.is_empty() => {
+                Some(Auth::new("Bearer", key, "api-key".into()).map_err(|why| {
+                    ConfigError::Invalid {
+                        property: "api-key",
+                        why,
+                    }
+                })?)
+            }
+            _ => None,
+        };
+        let protocol = cog::Cog::new(servers);
+        fields::Fields::DIFFUSERS.check("cog", "cog", &config.params)?;
+        return Ok(hosted(protocol, http(&urls, auth)?, config));
+    }
+
+    let provider = Provider::of(kind).ok_or(ConfigError::NotBuilt(kind.nick()))?;
+    let auth = provider.auth(config)?;
+    let model = provider.model(config)?;
+    let endpoint = provider.endpoint(config)?;
+    let check = |fields: fields::Fields| fields.check(provider.name, &model, &config.params);
+    Ok(match kind {
+        BackendKind::Replicate => {
+            let fields = replicate::fields(&model);
+            check(fields)?;
+            let protocol = replicate::Replicate {
+                base: endpoint.clone(),
+                model,
+                fields,
+                resolution,
+                max_concurrency: PROVIDER_CONCURRENCY,
+            };
+            hosted(protocol, http(&[endpoint], Some(auth))?, config)
+        }
+        BackendKind::Fal => {
+            let fields = fal::fields(&model);
+            check(fields)?;
+            // One overriding endpoint serves both the queue and the storage API.
+            let storage = match &config.endpoint {
+                Some(_) => endpoint.clone(),
+                None => parse_endpoint(fal::STORAGE)?,
+            };
+            let protocol = fal::Fal {
+                queue: endpoint.clone(),
+                storage: storage.clone(),
+                model,
+                fields,
+                resolution,
+                max_concurrency: PROVIDER_CONCURRENCY,
+            };
+            hosted(protocol, http(&[endpoint, storage], Some(auth))?, config)
+        }
+        BackendKind::Wavespeed => {
+            let fields = wavespeed::fields(&model);
+            check(fields)?;
+            let protocol = wavespeed::Wavespeed {
+                base: endpoint.clone(),
+                model,
+                fields,
+                resolution,
+                max_concurrency: PROVIDER_CONCURRENCY,
+            };
+            hosted(protocol, http(&[endpoint], Some(auth))?, config)
+        }
+        BackendKind::Together => {
+            check(together::FIELDS)?;
+            let protocol = together::Together {
+                base: endpoint.clone(),
+                model,
+                resolution,
+                max_concurrency: PROVIDER_CONCURRENCY,
+            };
+            hosted(protocol, http(&[endpoint], Some(auth))?, config)
+        }
+        _ => return Err(ConfigError::NotBuilt(kind.nick())),
+    })
+}
+
+fn hosted(protocol: impl Protocol, http: Http, config: &BackendConfig) -> Arc<dyn Backend> {
+    Arc::new(Hosted::new(protocol, http, config.job_timeout))
+}
+
+fn cog_servers(config: &BackendConfig) -> Result<Vec<cog::Server>, ConfigError> {
+    let endpoints = config.endpoint.as_deref().unwrap_or_default();
+    let servers: Vec<cog::Server> = endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| parse_endpoint(e).map(cog::Server::new))
+        .collect::<Result<_, _>>()?;
+    if servers.is_empty() {
+        return Err(ConfigError::Invalid {
+            property: "endpoint",
+            why: "backend=cog needs endpoint=http://host:5000 (several servers separated by \
+                  commas)"
+                .into(),
+        });
+    }
+    Ok(servers)
+}
+
+/// An endpoint as a base URL that joins relative paths below it.
+fn parse_endpoint(text: &str) -> Result<Url, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid {
+        property: "endpoint",
+        why,
+    };
+    let mut url = Url::parse(text.trim()).map_err(|e| invalid(format!("{text:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("{text:?} is not an http(s) URL")));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// `path` below `base`, whether or not `base` ends with '/' (providers hand out bases
+/// either way).
+fn join(base: &Url, path: &str) -> Result<Url, BackendError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join(path.trim_start_matches('/'))
+        .map_err(|e| BackendError::Protocol(format!("cannot form a URL from {path:?}: {e}")))
+}
+
+/// The value at a JSON pointer, if present and not null.
+fn field<'a>(body: &'a Value, pointer: &str) -> Option<&'a Value> {
+    body.pointer(pointer).filter(|v| !v.is_null())
+}
+
+/// The string at a JSON pointer, which the protocol requires.
+fn text<'a>(body: &'a Value, pointer: &str) -> Result<&'a str, BackendError> {
+    field(body, pointer).and_then(Value::as_str).ok_or_else(|| {
+        BackendError::Protocol(format!(
+            "the answer has no {pointer} string: {}",
+            short(body)
+        ))
+    })
+}
+
+/// The URL at a JSON pointer.
+fn url_at(body: &Value, pointer: &str) -> Result<Url, BackendError> {
+    let text = text(body, pointer)?;
+    Url::parse(text).map_err(|e| BackendError::Protocol(format!("{pointer} {text:?}: {e}")))
+}
+
+fn short(body: &Value) -> String {
+    let text = body.to_string();
+    match text.char_indices().nth(300) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_join_below_their_path() {
+        let base = parse_endpoint("http://127.0.0.1:8080/proxy").unwrap();
+        assert_eq!(
+            join(&base, "/v1/predictions").unwrap().as_str(),
+            "http://127.0.0.1:8080/proxy/v1/predictions"
+        );
+        let cdn = Url::parse("https://v3.fal.media/cdn").unwrap();
+        assert_eq!(
+            join(&cdn, "files/upload").unwrap().as_str(),
+            "https://v3.fal.media/cdn/files/upload"
+        );
+        assert!(parse_endpoint("ftp://host").is_err());
+    }
+}

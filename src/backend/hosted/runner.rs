@@ -1,0 +1,403 @@
+//! The job runner every hosted backend shares: encode, stage, create, poll, download,
+//! decode, under `job-timeout`, with the remote job cancelled when the edit is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+use url::Url;
+
+use super::http::Http;
+use super::media;
+use crate::backend::runtime::runtime;
+use crate::backend::{
+    Backend, BackendError, Capabilities, EditParams, EditRequest, EditedClip, JobReporter,
+    JobUpdate, Resolution, Size,
+};
+
+/// The first poll comes this long after the job was created; each next one 1.5 times later,
+/// up to `POLL_MAX`.
+const POLL_FIRST: Duration = Duration::from_millis(500);
+const POLL_MAX: Duration = Duration::from_secs(5);
+
+/// A file the provider must be able to read: the clip or the reference image.
+#[derive(Debug, Clone)]
+pub struct Media {
+    pub data: Bytes,
+    pub content_type: &'static str,
+    pub file_name: String,
+}
+
+impl Media {
+    /// The file as a `data:` URI, for providers that take inputs inline.
+    pub fn data_uri(&self) -> String {
+        format!(
+            "data:{};base64,{}",
+            self.content_type,
+            base64::engine::general_purpose::STANDARD.encode(&self.data)
+        )
+    }
+}
+
+/// What a job is created from: where the provider finds the clip (and the reference
+/// image), and the user's parameters.
+pub struct Inputs<'a> {
+    pub video: &'a str,
+    pub reference_image: Option<&'a str>,
+    pub params: &'a EditParams,
+    pub size: Size,
+}
+
+/// A remote job, as its protocol needs to find it again.
+#[derive(Debug)]
+pub struct Job {
+    pub id: String,
+    /// Where its state is asked for.
+    pub poll: Url,
+    /// Where it is cancelled, if the provider can cancel.
+    pub cancel: Option<Url>,
+    /// Where the result is fetched once done, if apart from the state (fal).
+    pub result: Option<Url>,
+    /// A body the poll request carries (Cog polls by sending the prediction again).
+    pub request: Option<Value>,
+    /// A server slot held while the job runs (Cog fleets).
+    pub slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Job {
+    pub fn new(id: String, poll: Url) -> Self {
+        Self {
+            id,
+            poll,
+            cancel: None,
+            result: None,
+            request: None,
+            slot: None,
+        }
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug)]
+pub enum Poll {
+    Pending { progress: Option<f64> },
+    Done(Output),
+    Failed(String),
+}
+
+/// Where the edited clip is.
+#[derive(Debug)]
+pub enum Output {
+    Url(Url),
+    Inline(Vec<u8>),
+}
+
+impl Output {
+    /// Reads an output value: a URL, or a `data:` URI (Cog's default).
+    pub fn parse(value: &str) -> Result<Self, BackendError> {
+        if let Some(rest) = value.strip_prefix("data:") {
+            let (_, payload) = rest.split_once(";base64,").ok_or_else(|| {
+                BackendError::Protocol("a data URI output that is not base64".into())
+            })?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(payload.trim())
+                .map_err(|e| BackendError::Protocol(format!("a data URI output: {e}")))?;
+            return Ok(Output::Inline(data));
+        }
+        Url::parse(value)
+            .map(Output::Url)
+            .map_err(|e| BackendError::Protocol(format!("output {value:?} is not a URL: {e}")))
+    }
+}
+
+/// One provider's protocol: paths, bodies and status words. Everything else is the
+/// runner's.
+pub trait Protocol: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self, resolution: Resolution) -> Capabilities;
+
+    /// Makes a file readable by the provider; returns the URL (or data URI) to pass.
+    fn stage(
+        &self,
+        http: &Http,
+        media: Media,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+
+    /// Creates the job. Never retried blindly: see [`super::http::Kind::Create`].
+    fn create(
+        &self,
+        http: &Http,
+        inputs: Inputs<'_>,
+    ) -> impl Future<Output = Result<Job, BackendError>> + Send;
+
+    fn poll(
+        &self,
+        http: &Http,
+        job: &Job,
+    ) -> impl Future<Output = Result<Poll, BackendError>> + Send;
+
+    /// Asks the provider to stop the job. Providers without a cancel request keep this
+    /// default: the abandoned job runs to its end remotely.
+    fn cancel(
+        &self,
+        _http: &Http,
+        _job: &Job,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// A hosted backend: one protocol over the shared runner.
+pub struct Hosted<P>(Arc<Runner<P>>);
+
+struct Runner<P> {
+    protocol: P,
+    http: Http,
+    /// Zero means no limit.
+    job_timeout: Duration,
+}
+
+impl<P: Protocol> Hosted<P> {
+    pub fn new(protocol: P, http: Http, job_timeout: Duration) -> Self {
+        Self(Arc::new(Runner {
+            protocol,
+            http,
+            job_timeout,
+        }))
+    }
+}
+
+impl<P: Protocol> Runner<P> {
+    async fn run(self: Arc<Self>, request: EditRequest) -> Result<EditedClip, BackendError> {
+        let EditRequest {
+            frames,
+            frame_rate,
+            params,
+            reporter,
+            ..
+        } = request;
+        let first = frames
+            .first()
+            .ok_or_else(|| BackendError::Output("an empty window".into()))?;
+        let size = Size::new(first.width, first.height);
+
+        let clip = blocking(move || media::encode_mp4(&frames, frame_rate)).await?;
+        let video = self
+            .protocol
+            .stage(
+                &self.http,
+                Media {
+                    data: clip.into(),
+                    content_type: "video/mp4",
+                    file_name: "window.mp4".into(),
+                },
+            )
+            .await?;
+        let reference_image = match &params.reference_image {
+            Some(path) => Some(
+                self.protocol
+                    .stage(&self.http, read_image(path).await?)
+                    .await?,
+            ),
+            None => None,
+        };
+
+        let job = self
+            .protocol
+            .create(
+                &self.http,
+                Inputs {
+                    video: &video,
+                    reference_image: reference_image.as_deref(),
+                    params: &params,
+                    size,
+                },
+            )
+            .await?;
+        reporter.report(JobUpdate::Submitted {
+            job_id: job.id.clone(),
+        });
+        let mut guard = CancelGuard {
+            runner: self.clone(),
+            job: Some(job),
+        };
+        let job = guard.job.as_ref().expect("set above");
+        let output = self.wait(job, &reporter).await;
+        // Finished one way or another: nothing left to cancel, and the slot is free.
+        guard.job = None;
+        let data = match output? {
+            Output::Url(url) => self.http.download(&url).await?,
+            Output::Inline(data) => data,
+        };
+        let frames = blocking(move || media::decode_mp4(data)).await?;
+        Ok(EditedClip { frames })
+    }
+
+    async fn wait(&self, job: &Job, reporter: &JobReporter) -> Result<Output, BackendError> {
+        let mut interval = POLL_FIRST;
+        loop {
+            match self.protocol.poll(&self.http, job).await? {
+                Poll::Done(output) => return Ok(output),
+                Poll::Failed(message) => {
+                    return Err(BackendError::JobFailed {
+                        job_id: job.id.clone(),
+                        message,
+                    });
+                }
+                Poll::Pending { progress } => reporter.report(JobUpdate::Running { progress }),
+            }
+            tokio::time::sleep(interval).await;
+            interval = interval.mul_f64(1.5).min(POLL_MAX);
+        }
+    }
+}
+
+impl<P: Protocol> Backend for Hosted<P> {
+    fn name(&self) -> &str {
+        self.0.protocol.name()
+    }
+
+    fn capabilities(&self, resolution: Resolution) -> Capabilities {
+        self.0.protocol.capabilities(resolution)
+    }
+
+    fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
+        let runner = self.0.clone();
+        let timeout = runner.job_timeout;
+        let job = async move {
+            let run = runner.run(request);
+            if timeout.is_zero() {
+                return run.await;
+            }
+            // Dropping `run` on timeout drops its cancel guard: the remote job is cancelled.
+            tokio::time::timeout(timeout, run)
+                .await
+                .unwrap_or(Err(BackendError::Timeout(timeout)))
+        };
+        // The job runs on the plugin's runtime whoever polls the edit; dropping the edit
+        // aborts it there.
+        let mut handle = AbortOnDrop(runtime().spawn(job));
+        async move {
+            match (&mut handle.0).await {
+                Ok(result) => result,
+                Err(e) => Err(BackendError::Model(format!("the job task ended: {e}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Cancels the remote job if the edit is dropped (flush, seek, state change, timeout)
+/// before the job ended.
+struct CancelGuard<P: Protocol> {
+    runner: Arc<Runner<P>>,
+    job: Option<Job>,
+}
+
+impl<P: Protocol> Drop for CancelGuard<P> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let runner = self.runner.clone();
+            runtime().spawn(async move {
+                // Best effort: the job is abandoned whether or not the provider hears.
+                let _ = runner.protocol.cancel(&runner.http, &job).await;
+            });
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, media::MediaError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::Output(format!("the media task ended: {e}")))?
+        .map_err(|e| BackendError::Output(e.to_string()))
+}
+
+async fn read_image(path: &std::path::Path) -> Result<Media, BackendError> {
+    let content_type = match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        _ => {
+            return Err(BackendError::Output(format!(
+                "reference-image {} must be a PNG, JPEG or WebP file",
+                path.display()
+            )));
+        }
+    };
+    let data = tokio::fs::read(path)
+        .await
+        .map_err(|e| BackendError::Output(format!("reference-image {}: {e}", path.display())))?;
+    Ok(Media {
+        data: data.into(),
+        content_type,
+        file_name: path
+            .file_name()
+            .map_or_else(|| "reference".into(), |n| n.to_string_lossy().into_owned()),
+    })
+}
+
+/// The progress a tqdm line such as ` 42%|####      | 21/50` shows: the last one wins.
+pub fn tqdm_progress(logs: &str) -> Option<f64> {
+    let end = logs.rfind("%|")?;
+    let digits = logs[..end]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .count();
+    let percent: f64 = logs[end - digits..end].parse().ok()?;
+    Some((percent / 100.0).clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tqdm_lines_give_progress() {
+        assert_eq!(
+            tqdm_progress("loading\n 42%|####      | 21/50\n"),
+            Some(0.42)
+        );
+        assert_eq!(
+            tqdm_progress(" 10%|#  | 5/50\n100%|##########| 50/50 [00:10]\n"),
+            Some(1.0)
+        );
+        assert_eq!(tqdm_progress("no bar here"), None);
+    }
+
+    #[test]
+    fn outputs_are_urls_or_data_uris() {
+        match Output::parse("data:video/mp4;base64,AAEC").unwrap() {
+            Output::Inline(data) => assert_eq!(data, vec![0, 1, 2]),
+            other => panic!("{other:?}"),
+        }
+        match Output::parse("https://replicate.delivery/x/out.mp4").unwrap() {
+            Output::Url(url) => assert_eq!(url.host_str(), Some("replicate.delivery")),
+            other => panic!("{other:?}"),
+        }
+        assert!(Output::parse("not a url").is_err());
+        assert!(Output::parse("data:video/mp4,plain").is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! Together AI: `POST /v2/videos`, poll `GET /v2/videos/{id}`. Together has no upload API
+//! and no cancel request: the clip goes inline as a data URI, and an abandoned job runs
+//! to its end remotely.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::fields::{Fields, ImageField};
+use super::http::{Call, Http, Kind};
+use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
+use super::{Provider, field, join, text};
+use crate::backend::{BackendError, Capabilities, Resolution};
+
+pub const PROVIDER: Provider = Provider {
+    name: "together",
+    env: "TOGETHER_API_KEY",
+    auth_scheme: "Bearer",
+    endpoint: "https://api.together.xyz",
+    // Together publishes no Wan edit model under a stable id: the user names one.
+    model: None,
+};
+
+/// The flat part of the create body; the clip and the reference images are nested under
+/// `media` by [`Together::create`].
+pub const FIELDS: Fields = Fields {
+    video: "video",
+    prompt: "prompt",
+    reference_image: Some(ImageField::List("reference_images")),
+    negative_prompt: Some("negative_prompt"),
+    seed: Some("seed"),
+    steps: Some("steps"),
+    guidance_scale: Some("guidance_scale"),
+    strength: None,
+    resolution: None,
+};
+
+pub struct Together {
+    pub base: Url,
+    pub model: String,
+    pub resolution: Resolution,
+    pub max_concurrency: usize,
+}
+
+impl Protocol for Together {
+    fn name(&self) -> &'static str {
+        PROVIDER.name
+    }
+
+    fn capabilities(&self, resolution: Resolution) -> Capabilities {
+        FIELDS.capabilities(resolution, self.max_concurrency)
+    }
+
+    async fn stage(&self, _http: &Http, media: Media) -> Result<String, BackendError> {
+        Ok(media.data_uri())
+    }
+
+    async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
+        let mut body = FIELDS.input(&inputs, self.resolution);
+        let video = body.remove(FIELDS.video);
+        let mut media = json!({"source_video": {"video": video}});
+        if let Some(images) = body.remove("reference_images") {
+            media["reference_images"] = images;
+        }
+        body.insert("model".into(), json!(self.model));
+        body.insert("width".into(), json!(inputs.size.width));
+        body.insert("height".into(), json!(inputs.size.height));
+        body.insert("media".into(), media);
+        let call = Call::new(Method::POST, join(&self.base, "v2/videos")?, Kind::Create)
+            .json(Value::Object(body));
+        let id = text(&http.send(&call).await?, "/id")?.to_owned();
+        let poll = join(&self.base, &format!("v2/videos/{id}"))?;
+        Ok(Job::new(id, poll))
+    }
+
+    async fn poll(&self, http: &Http, job: &Job) -> Result<Poll, BackendError> {
+        let body = http.send(&Call::get(job.poll.clone())).await?;
+        // Status words differ between API generations: anything unknown is still running,
+        // and job-timeout bounds the wait.
+        Ok(match text(&body, "/status")? {
+            "completed" | "succeeded" => {
+                Poll::Done(Output::parse(text(&body, "/outputs/video_url")?)?)
+            }
+            status @ ("failed" | "cancelled" | "canceled") => Poll::Failed(
+                field(&body, "/error/message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("video job {status}"), str::to_owned),
+            ),
+            _ => Poll::Pending { progress: None },
+        })
+    }
+}

@@ -1,0 +1,819 @@
+//! The servers: one axum app whose handler routes by provider, as a real provider would.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::edit_clip;
+
+/// The key every server accepts.
+pub const KEY: &str = "r8_wanedit_test_key_0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Replicate,
+    Fal,
+    Wavespeed,
+    Together,
+    Cog,
+}
+
+/// What a request was for, for faults and for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Upload,
+    Create,
+    Poll,
+    Result,
+    Cancel,
+    Download,
+    Other,
+}
+
+/// One request the server got.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub route: Route,
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// An answer served instead of the normal one.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    /// Waits this long before answering (a create that times out).
+    pub delay: Duration,
+}
+
+impl Fault {
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// How the server hands out the edited clip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Good,
+    /// The first third of the file.
+    Truncated,
+    /// The output URL answers 403, as an expired signed URL does.
+    Expired,
+    /// The clip padded with this many bytes of junk.
+    Padded(usize),
+}
+
+/// What the server does, and what it saw.
+pub struct Mock {
+    pub kind: Kind,
+    pub url: String,
+    seen: Mutex<Vec<Seen>>,
+    faults: Mutex<Vec<(Route, Fault)>>,
+    jobs: Mutex<HashMap<String, Job>>,
+    uploads: Mutex<HashMap<String, Vec<u8>>>,
+    next_id: AtomicUsize,
+    /// Polls answered "processing" before a job may be done.
+    pub pending_polls: AtomicUsize,
+    /// How long a job takes at least.
+    pub job_time: Mutex<Duration>,
+    /// Jobs fail with this message.
+    pub fail_with: Mutex<Option<String>>,
+    /// Jobs never end.
+    pub never_finish: std::sync::atomic::AtomicBool,
+    pub output: Mutex<Output>,
+    /// Answers a body that is not JSON to polls.
+    pub malformed: std::sync::atomic::AtomicBool,
+    /// Jobs return this clip instead of editing theirs: the server's own CPU then stays out
+    /// of a benchmark.
+    pub canned: Mutex<Option<Arc<Vec<u8>>>>,
+    /// Cog only: jobs running now, and the most seen at once.
+    running: AtomicUsize,
+    pub most_running: AtomicUsize,
+}
+
+struct Job {
+    created: Instant,
+    polls: usize,
+    input: Value,
+    /// The edited clip, once the model is done.
+    result: Arc<Mutex<Option<Vec<u8>>>>,
+    canceled: bool,
+}
+
+impl Mock {
+    /// Starts a server for `kind` on a free port of 127.0.0.1; it runs until the test ends.
+    pub fn start(kind: Kind) -> Arc<Mock> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mock = Arc::new(Mock {
+            kind,
+            url,
+            seen: Mutex::default(),
+            faults: Mutex::default(),
+            jobs: Mutex::default(),
+            uploads: Mutex::default(),
+            next_id: AtomicUsize::new(1),
+            pending_polls: AtomicUsize::new(1),
+            job_time: Mutex::new(Duration::ZERO),
+            fail_with: Mutex::default(),
+            never_finish: Default::default(),
+            output: Mutex::new(Output::Good),
+            malformed: Default::default(),
+            canned: Mutex::default(),
+            running: AtomicUsize::new(0),
+            most_running: AtomicUsize::new(0),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .layer(DefaultBodyLimit::disable())
+            .with_state(mock.clone());
+        let rt = gstwanedit::backend::runtime::runtime();
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+        mock
+    }
+
+    /// Serves `fault` to the next request for `route`.
+    pub fn fault(&self, route: Route, fault: Fault) {
+        self.faults.lock().unwrap().push((route, fault));
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, route: Route) -> usize {
+        self.seen().iter().filter(|s| s.route == route).count()
+    }
+
+    /// The inputs the jobs were created with.
+    pub fn inputs(&self) -> Vec<Value> {
+        let seen = self.seen();
+        seen.iter()
+            .filter(|s| s.route == Route::Create)
+            .map(|s| s.body.clone())
+            .collect()
+    }
+
+    fn take_fault(&self, route: Route) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap();
+        let i = faults.iter().position(|(r, _)| *r == route)?;
+        Some(faults.remove(i).1)
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        format!("{prefix}{:04}", self.next_id.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn auth_ok(&self, headers: &HeaderMap) -> bool {
+        let expected = match self.kind {
+            Kind::Fal => format!("Key {KEY}"),
+            Kind::Cog => return true,
+            _ => format!("Bearer {KEY}"),
+        };
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == expected)
+    }
+
+    /// Stores an uploaded file; returns its URL.
+    fn store(&self, data: Vec<u8>) -> String {
+        let id = self.id("file");
+        self.uploads.lock().unwrap().insert(id.clone(), data);
+        format!("{}/files/{id}", self.url)
+    }
+
+    /// The bytes behind a URL or data URI a job was given.
+    fn fetch_input(&self, reference: &str) -> Vec<u8> {
+        if let Some(rest) = reference.strip_prefix("data:") {
+            let (_, payload) = rest.split_once(";base64,").unwrap();
+            return base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .unwrap();
+        }
+        let id = reference.rsplit('/').next().unwrap();
+        self.uploads.lock().unwrap()[id].clone()
+    }
+
+    /// Creates a job from the clip at `video`; the model starts at once.
+    fn create_job(&self, input: Value, video: &str) -> String {
+        let id = self.id("job");
+        let result = Arc::new(Mutex::new(None));
+        if let Some(canned) = self.canned.lock().unwrap().clone() {
+            *result.lock().unwrap() = Some(canned.to_vec());
+        } else {
+            let clip = self.fetch_input(video);
+            let slot = result.clone();
+            tokio::task::spawn_blocking(move || *slot.lock().unwrap() = Some(edit_clip(clip)));
+        }
+        self.jobs.lock().unwrap().insert(
+            id.clone(),
+            Job {
+                created: Instant::now(),
+                polls: 0,
+                input,
+                result,
+                canceled: false,
+            },
+        );
+        id
+    }
+
+    /// Where job `id` stands after one more poll.
+    fn advance(&self, id: &str) -> Option<JobState> {
+        let mut jobs = self.jobs.lock().unwrap();
+        let job = jobs.get_mut(id)?;
+        job.polls += 1;
+        if job.canceled {
+            return Some(JobState::Canceled);
+        }
+        if self.never_finish.load(Ordering::SeqCst)
+            || job.polls <= self.pending_polls.load(Ordering::SeqCst)
+            || job.created.elapsed() < *self.job_time.lock().unwrap()
+            || job.result.lock().unwrap().is_none()
+        {
+            return Some(JobState::Running(job.polls));
+        }
+        if let Some(message) = self.fail_with.lock().unwrap().clone() {
+            return Some(JobState::Failed(message));
+        }
+        Some(JobState::Done(format!("{}/outputs/{id}.mp4", self.url)))
+    }
+
+    fn cancel(&self, id: &str) -> bool {
+        match self.jobs.lock().unwrap().get_mut(id) {
+            Some(job) => {
+                job.canceled = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn output_bytes(&self, id: &str) -> Option<Vec<u8>> {
+        let jobs = self.jobs.lock().unwrap();
+        let data = jobs.get(id)?.result.lock().unwrap().clone()?;
+        Some(match *self.output.lock().unwrap() {
+            Output::Good | Output::Expired => data,
+            Output::Truncated => data[..data.len() / 3].to_vec(),
+            Output::Padded(extra) => [data, vec![0; extra]].concat(),
+        })
+    }
+}
+
+enum JobState {
+    Running(usize),
+    Done(String),
+    Failed(String),
+    Canceled,
+}
+
+fn json_reply(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn fault_reply(fault: Fault) -> Response {
+    let mut response = (StatusCode::from_u16(fault.status).unwrap(), fault.body).into_response();
+    for (name, value) in fault.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+fn route_of(kind: Kind, method: &Method, path: &str) -> Route {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if path.starts_with("/outputs/") {
+        return Route::Download;
+    }
+    match kind {
+        Kind::Replicate => match (method.as_str(), segments.as_slice()) {
+            ("POST", ["v1", "files"]) => Route::Upload,
+            ("POST", ["v1", "models", _, _, "predictions"] | ["v1", "predictions"]) => {
+                Route::Create
+            }
+            ("GET", ["v1", "predictions", _]) => Route::Poll,
+            ("POST", ["v1", "predictions", _, "cancel"]) => Route::Cancel,
+            _ => Route::Other,
+        },
+        Kind::Fal => match (method.as_str(), segments.as_slice()) {
+            ("POST", ["storage", ..] | ["cdn", ..]) => Route::Upload,
+            ("GET", [.., "requests", _, "status"]) => Route::Poll,
+            ("GET", [.., "requests", _]) => Route::Result,
+            ("PUT", [.., "requests", _, "cancel"]) => Route::Cancel,
+            ("POST", _) => Route::Create,
+            _ => Route::Other,
+        },
+        Kind::Wavespeed => match (method.as_str(), segments.as_slice()) {
+            ("POST", ["api", "v3", "media", ..]) | ("PUT", ["presigned", _]) => Route::Upload,
+            ("GET", ["api", "v3", "predictions", _, "result"]) => Route::Poll,
+            ("POST", ["api", "v3", ..]) => Route::Create,
+            _ => Route::Other,
+        },
+        Kind::Together => match (method.as_str(), segments.as_slice()) {
+            ("POST", ["v2", "videos"]) => Route::Create,
+            ("GET", ["v2", "videos", _]) => Route::Poll,
+            _ => Route::Other,
+        },
+        Kind::Cog => match (method.as_str(), segments.as_slice()) {
+            ("PUT", ["predictions", _]) => Route::Create,
+            ("POST", ["predictions", _, "cancel"]) => Route::Cancel,
+            _ => Route::Other,
+        },
+    }
+}
+
+async fn handle(
+    State(mock): State<Arc<Mock>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let route = route_of(mock.kind, &method, &path);
+    let json_body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    mock.seen.lock().unwrap().push(Seen {
+        route,
+        method: method.clone(),
+        path: path.clone(),
+        query: uri.query().unwrap_or_default().to_owned(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: json_body.clone(),
+        at: Instant::now(),
+    });
+    if let Some(fault) = mock.take_fault(route) {
+        tokio::time::sleep(fault.delay).await;
+        return fault_reply(fault);
+    }
+    if route == Route::Download {
+        let id = path
+            .trim_start_matches("/outputs/")
+            .trim_end_matches(".mp4");
+        if *mock.output.lock().unwrap() == Output::Expired {
+            return (
+                StatusCode::FORBIDDEN,
+                "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            )
+                .into_response();
+        }
+        return match mock.output_bytes(id) {
+            Some(data) => ([("content-type", "video/mp4")], data).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    let presigned = path.starts_with("/presigned/") || path.starts_with("/cdn/");
+    if !presigned && !mock.auth_ok(&headers) {
+        return unauthorized(mock.kind);
+    }
+    if route == Route::Poll && mock.malformed.load(Ordering::SeqCst) {
+        return (StatusCode::OK, "{\"status\": \"processing\", \"logs\": ").into_response();
+    }
+    match mock.kind {
+        Kind::Replicate => replicate(&mock, route, &path, &headers, body, json_body).await,
+        Kind::Fal => fal(&mock, route, &path, &headers, body, json_body).await,
+        Kind::Wavespeed => wavespeed(&mock, route, &path, &headers, body, json_body).await,
+        Kind::Together => together(&mock, route, &path, json_body).await,
+        Kind::Cog => cog(mock.clone(), route, &path, json_body).await,
+    }
+}
+
+fn unauthorized(kind: Kind) -> Response {
+    match kind {
+        Kind::Replicate => json_reply(
+            401,
+            json!({"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401}),
+        ),
+        Kind::Fal => json_reply(
+            401,
+            json!({"detail": "No user found for Key ID and Secret"}),
+        ),
+        Kind::Wavespeed => json_reply(401, json!({"code": 401, "message": "Invalid API key"})),
+        Kind::Together => json_reply(
+            401,
+            json!({"error": {"message": "Invalid API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}),
+        ),
+        Kind::Cog => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+fn last_segment(path: &str, from_end: usize) -> String {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    segments[segments.len() - 1 - from_end].to_owned()
+}
+
+/// The file in a multipart body with one part.
+fn multipart_file(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let content_type = headers["content-type"].to_str().unwrap();
+    let boundary = content_type.split("boundary=").nth(1).unwrap();
+    let start = find(body, b"\r\n\r\n").unwrap() + 4;
+    let end = find(&body[start..], format!("\r\n--{boundary}").as_bytes()).unwrap();
+    body[start..start + end].to_vec()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn replicate(
+    mock: &Mock,
+    route: Route,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    input: Value,
+) -> Response {
+    let prediction = |id: &str, status: &str, output: Value, error: Value, logs: &str| {
+        json!({
+            "id": id, "model": "wan-video/wan-2.7-videoedit", "status": status,
+            "input": {}, "output": output, "error": error, "logs": logs,
+            "urls": {
+                "get": format!("{}/v1/predictions/{id}", mock.url),
+                "cancel": format!("{}/v1/predictions/{id}/cancel", mock.url),
+            },
+        })
+    };
+    match route {
+        Route::Upload => {
+            let url = mock.store(multipart_file(headers, &body));
+            let id = url.rsplit('/').next().unwrap().to_owned();
+            json_reply(
+                201,
+                json!({"id": id, "content_type": "video/mp4", "urls": {"get": url}, "expires_at": "2099-01-01T00:00:00Z"}),
+            )
+        }
+        Route::Create => {
+            let Some(video) = input.pointer("/input/video").and_then(Value::as_str) else {
+                return json_reply(
+                    422,
+                    json!({"title": "Input validation failed", "detail": "- input: video is required", "status": 422}),
+                );
+            };
+            let id = mock.create_job(input.clone(), video);
+            json_reply(
+                201,
+                prediction(&id, "starting", Value::Null, Value::Null, ""),
+            )
+        }
+        Route::Poll => {
+            let id = last_segment(path, 0);
+            match mock.advance(&id) {
+                None => json_reply(
+                    404,
+                    json!({"title": "Not found", "detail": "Not found", "status": 404}),
+                ),
+                Some(JobState::Running(n)) => json_reply(
+                    200,
+                    prediction(
+                        &id,
+                        "processing",
+                        Value::Null,
+                        Value::Null,
+                        &format!("{:3}%|#####     | {n}/10\n", (n * 10).min(90)),
+                    ),
+                ),
+                Some(JobState::Done(url)) => json_reply(
+                    200,
+                    prediction(
+                        &id,
+                        "succeeded",
+                        json!(url),
+                        Value::Null,
+                        "100%|##########| 10/10\n",
+                    ),
+                ),
+                Some(JobState::Failed(message)) => json_reply(
+                    200,
+                    prediction(&id, "failed", Value::Null, json!(message), ""),
+                ),
+                Some(JobState::Canceled) => json_reply(
+                    200,
+                    prediction(&id, "canceled", Value::Null, Value::Null, ""),
+                ),
+            }
+        }
+        Route::Cancel => {
+            let id = last_segment(path, 1);
+            mock.cancel(&id);
+            json_reply(
+                200,
+                prediction(&id, "canceled", Value::Null, Value::Null, ""),
+            )
+        }
+        _ => json_reply(
+            404,
+            json!({"title": "Not found", "detail": "Not found", "status": 404}),
+        ),
+    }
+}
+
+async fn fal(
+    mock: &Mock,
+    route: Route,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    input: Value,
+) -> Response {
+    let base = format!("{}/fal-ai/wan/requests", mock.url);
+    match (route, path) {
+        (Route::Upload, p) if p.starts_with("/storage/auth/token") => json_reply(
+            200,
+            json!({"token": "cdn-token-1", "token_type": "Bearer", "base_url": format!("{}/cdn", mock.url), "expires_at": "2099-01-01T00:00:00Z"}),
+        ),
+        (Route::Upload, "/cdn/files/upload") => {
+            if headers.get("authorization").and_then(|v| v.to_str().ok())
+                != Some("Bearer cdn-token-1")
+                || headers.get("x-fal-file-name").is_none()
+            {
+                return json_reply(401, json!({"detail": "bad storage token"}));
+            }
+            json_reply(200, json!({"access_url": mock.store(body.to_vec())}))
+        }
+        (Route::Create, _) => {
+            let Some(video) = input.get("video_url").and_then(Value::as_str) else {
+                return json_reply(
+                    422,
+                    json!({"detail": [{"loc": ["body", "video_url"], "msg": "field required", "type": "missing"}]}),
+                );
+            };
+            let id = mock.create_job(input.clone(), video);
+            json_reply(
+                200,
+                json!({
+                    "request_id": id,
+                    "status_url": format!("{base}/{id}/status"),
+                    "response_url": format!("{base}/{id}"),
+                    "cancel_url": format!("{base}/{id}/cancel"),
+                }),
+            )
+        }
+        (Route::Poll, _) => match mock.advance(&last_segment(path, 1)) {
+            None => json_reply(404, json!({"detail": "Request not found"})),
+            Some(JobState::Running(1)) => {
+                json_reply(202, json!({"status": "IN_QUEUE", "queue_position": 0}))
+            }
+            Some(JobState::Running(n)) => json_reply(
+                202,
+                json!({"status": "IN_PROGRESS", "logs": [{"message": format!("{:3}%|####  | {n}/10", (n * 10).min(90)), "level": "INFO"}]}),
+            ),
+            Some(JobState::Done(_)) => json_reply(200, json!({"status": "COMPLETED", "logs": []})),
+            Some(JobState::Failed(message)) => json_reply(
+                200,
+                json!({"status": "COMPLETED", "error": message, "error_type": "model_error"}),
+            ),
+            Some(JobState::Canceled) => json_reply(
+                200,
+                json!({"status": "COMPLETED", "error": "Request was cancelled"}),
+            ),
+        },
+        (Route::Result, _) => {
+            let id = last_segment(path, 0);
+            json_reply(
+                200,
+                json!({"video": {"url": format!("{}/outputs/{id}.mp4", mock.url), "content_type": "video/mp4"}, "seed": 42}),
+            )
+        }
+        (Route::Cancel, _) => {
+            mock.cancel(&last_segment(path, 1));
+            json_reply(202, json!({"status": "CANCELLATION_REQUESTED"}))
+        }
+        _ => json_reply(404, json!({"detail": "Not found"})),
+    }
+}
+
+async fn wavespeed(
+    mock: &Mock,
+    route: Route,
+    path: &str,
+    _headers: &HeaderMap,
+    body: Bytes,
+    input: Value,
+) -> Response {
+    let wrap = |data: Value| {
+        json_reply(
+            200,
+            json!({"code": 200, "message": "success", "data": data}),
+        )
+    };
+    match (route, path) {
+        (Route::Upload, "/api/v3/media/uploads") => {
+            let id = mock.id("up");
+            wrap(json!({
+                "download_url": format!("{}/files/{id}", mock.url),
+                "upload": {"method": "PUT", "url": format!("{}/presigned/{id}", mock.url),
+                           "headers": {"Content-Type": input["content_type"]}},
+            }))
+        }
+        (Route::Upload, p) if p.starts_with("/presigned/") => {
+            let id = last_segment(p, 0);
+            mock.uploads.lock().unwrap().insert(id, body.to_vec());
+            StatusCode::OK.into_response()
+        }
+        (Route::Create, _) => {
+            let Some(video) = input.get("video").and_then(Value::as_str) else {
+                return json_reply(400, json!({"code": 400, "message": "video is required"}));
+            };
+            let id = mock.create_job(input.clone(), video);
+            wrap(json!({
+                "id": id, "status": "created",
+                "urls": {"get": format!("{}/api/v3/predictions/{id}/result", mock.url)},
+            }))
+        }
+        (Route::Poll, _) => {
+            let id = last_segment(path, 1);
+            let state = |status: &str, outputs: Value, error: &str| {
+                wrap(
+                    json!({"id": id, "status": status, "outputs": outputs, "error": error, "timings": {}}),
+                )
+            };
+            match mock.advance(&id) {
+                None => json_reply(404, json!({"code": 404, "message": "prediction not found"})),
+                Some(JobState::Running(_)) => state("processing", json!([]), ""),
+                Some(JobState::Done(url)) => state("completed", json!([url]), ""),
+                Some(JobState::Failed(message)) => state("failed", json!([]), &message),
+                Some(JobState::Canceled) => state("cancelled", json!([]), ""),
+            }
+        }
+        _ => json_reply(404, json!({"code": 404, "message": "not found"})),
+    }
+}
+
+async fn together(mock: &Mock, route: Route, path: &str, input: Value) -> Response {
+    match route {
+        Route::Create => {
+            let Some(video) = input
+                .pointer("/media/source_video/video")
+                .and_then(Value::as_str)
+            else {
+                return json_reply(
+                    400,
+                    json!({"error": {"message": "media.source_video is required", "type": "invalid_request_error", "code": null}}),
+                );
+            };
+            let id = mock.create_job(input.clone(), video);
+            json_reply(
+                200,
+                json!({"id": id, "object": "video", "status": "queued"}),
+            )
+        }
+        Route::Poll => {
+            let id = last_segment(path, 0);
+            match mock.advance(&id) {
+                None => json_reply(
+                    404,
+                    json!({"error": {"message": "not found", "type": "not_found"}}),
+                ),
+                // A status word of another API generation: still running.
+                Some(JobState::Running(1)) => {
+                    json_reply(200, json!({"id": id, "status": "pending"}))
+                }
+                Some(JobState::Running(_)) => {
+                    json_reply(200, json!({"id": id, "status": "in_progress"}))
+                }
+                Some(JobState::Done(url)) => json_reply(
+                    200,
+                    json!({"id": id, "status": "completed", "outputs": {"video_url": url, "cost": 0.1}}),
+                ),
+                Some(JobState::Failed(message)) => json_reply(
+                    200,
+                    json!({"id": id, "status": "failed", "error": {"code": "model_error", "message": message}}),
+                ),
+                Some(JobState::Canceled) => {
+                    json_reply(200, json!({"id": id, "status": "cancelled"}))
+                }
+            }
+        }
+        _ => json_reply(
+            404,
+            json!({"error": {"message": "not found", "type": "not_found"}}),
+        ),
+    }
+}
+
+/// Cog: `PUT /predictions/{id}` answers when the prediction has ended; one at a time.
+async fn cog(mock: Arc<Mock>, route: Route, path: &str, request: Value) -> Response {
+    match route {
+        Route::Create => {
+            let id = last_segment(path, 0);
+            let busy = Busy::enter(&mock.running);
+            if busy.already > 0 {
+                return json_reply(
+                    409,
+                    json!({"error": "At capacity - all prediction slots busy"}),
+                );
+            }
+            mock.most_running
+                .fetch_max(busy.already + 1, Ordering::SeqCst);
+            let video = request
+                .pointer("/input/video")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let mut jobs_input = request.clone();
+            jobs_input["id"] = json!(id);
+            let job = mock.create_job(jobs_input, &video);
+            let answer = loop {
+                match mock.advance(&job) {
+                    Some(JobState::Running(_)) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Some(JobState::Done(_)) => {
+                        let data = mock.output_bytes(&job).unwrap();
+                        let uri = format!(
+                            "data:video/mp4;base64,{}",
+                            base64::engine::general_purpose::STANDARD.encode(data)
+                        );
+                        break json!({"id": id, "status": "succeeded", "output": uri, "logs": "", "metrics": {}});
+                    }
+                    Some(JobState::Failed(message)) => {
+                        break json!({"id": id, "status": "failed", "error": message, "logs": ""});
+                    }
+                    Some(JobState::Canceled) | None => {
+                        break json!({"id": id, "status": "canceled", "logs": ""});
+                    }
+                }
+            };
+            json_reply(200, answer)
+        }
+        Route::Cancel => {
+            // The job is known under the server's own id; cancel the one this PUT made.
+            let id = last_segment(path, 1);
+            let job = mock
+                .jobs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, j)| j.input["id"] == json!(id))
+                .map(|(k, _)| k.clone());
+            match job {
+                Some(job) => {
+                    mock.cancel(&job);
+                    StatusCode::OK.into_response()
+                }
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Counts a running prediction until its request ends, answered or dropped.
+struct Busy<'a> {
+    count: &'a AtomicUsize,
+    already: usize,
+}
+
+impl<'a> Busy<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let already = count.fetch_add(1, Ordering::SeqCst);
+        Self { count, already }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
