@@ -61,9 +61,7 @@ fn element(c: &mut Criterion) {
                 let editor = support::Editor::identity()
                     .with_sizes(gstwanedit::backend::Resolution::P480.wan_buckets());
                 let e = support::element(editor, 81, 16);
-                let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
-                h.set_src_caps(caps.clone());
-                h.play();
+                let (mut h, _) = support::harness(&e, caps.clone());
                 for f in &inputs {
                     h.push(f.clone()).unwrap();
                 }

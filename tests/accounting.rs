@@ -52,11 +52,7 @@ proptest! {
     ) {
         let e = element(Editor::identity(), window, overlap);
         e.set_property("max-in-flight", max_in_flight);
-        let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
-        let caps = video_caps("I420", 16, 8);
-        let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-        h.set_src_caps(caps);
-        h.play();
+        let (mut h, info) = harness(&e, video_caps("I420", 16, 8));
         let inputs: Vec<_> = (0..n).map(|i| input(&info, i, timecode_every)).collect();
         for b in &inputs {
             prop_assert_eq!(h.push(b.clone()), Ok(gst::FlowSuccess::Ok));

@@ -17,12 +17,12 @@ use super::job::{Job, JobOutcome};
 use super::message::{WindowReport, WindowState};
 use super::properties;
 use super::settings::Settings;
-use super::state::{Run, State};
+use super::state::{Run, State, Windowing};
 use crate::backend::{
     self, Backend, BackendKind, ConfigError, JobReporter, JobUpdate, Size, WindowId,
 };
 use crate::stream::geometry::choose_size;
-use crate::stream::planner::{Window, WindowPlanner};
+use crate::stream::planner::Window;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -118,7 +118,11 @@ impl WanEdit {
             );
         }
         gst::info!(CAT, imp = self, "editing with backend {}", backend.name());
-        *self.state.lock().unwrap() = Some(State::new(backend, capabilities));
+        let windowing = Windowing {
+            window: settings.window_frames,
+            overlap: settings.overlap_frames,
+        };
+        *self.state.lock().unwrap() = Some(State::new(backend, capabilities, windowing));
         Ok(())
     }
 
@@ -189,7 +193,7 @@ impl WanEdit {
             .capabilities
             .frame_counts
             .padded_length(inputs.len())
-            .unwrap_or(settings.window_frames as usize);
+            .unwrap_or(state.windowing.window as usize);
         let since = Instant::now();
         let backend_name = state.backend.name().to_owned();
         let job = Job {
@@ -405,7 +409,6 @@ impl WanEdit {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::FlowError> {
         let info = VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
-        let settings = self.settings.lock().unwrap().clone();
         self.finish_run(self.state.lock().unwrap())?;
         let mut guard = self.state.lock().unwrap();
         let state = stream_state(&mut guard)?;
@@ -422,12 +425,7 @@ impl WanEdit {
         );
         state.run = Some(Run {
             info,
-            planner: WindowPlanner::new(
-                settings.window_frames,
-                settings.overlap_frames,
-                origin,
-                first_index,
-            ),
+            planner: state.windowing.planner(origin, first_index),
             send_size,
         });
         Ok(())
@@ -458,9 +456,8 @@ impl WanEdit {
                 forwarded
             }
             EventView::FlushStop(_) => {
-                let settings = self.settings.lock().unwrap().clone();
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
-                    state.restart(settings.window_frames, settings.overlap_frames);
+                    state.restart();
                     state.flushing = false;
                 }
                 let forwarded = self.srcpad.push_event(event);

@@ -1,9 +1,11 @@
 //! One window's trip through a backend: scale to the backend's geometry, edit, map the
 //! clip back to the window's frames by time, scale back to the stream's format.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use gst_video::VideoInfo;
 
 use super::settings::OnError;
@@ -29,6 +31,16 @@ pub enum JobError {
     Timeout(u64),
     #[error("a worker thread failed: {0}")]
     Worker(String),
+    #[error("the backend panicked: {0}")]
+    Panic(String),
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 pub struct Job {
@@ -74,9 +86,13 @@ impl Job {
         let on_error = self.on_error;
         let timeout = self.timeout;
         let deadline = self.deadline;
-        let edited = tokio::time::timeout_at(deadline, self.edit())
-            .await
-            .unwrap_or(Err(JobError::Timeout(timeout.as_secs())));
+        // A panicking backend must not leave its window waiting forever.
+        let edit = AssertUnwindSafe(self.edit()).catch_unwind();
+        let edited = match tokio::time::timeout_at(deadline, edit).await {
+            Ok(Ok(edited)) => edited,
+            Ok(Err(panic)) => Err(JobError::Panic(panic_text(&*panic))),
+            Err(_) => Err(JobError::Timeout(timeout.as_secs())),
+        };
         match (edited, on_error) {
             (Ok(frames), _) => JobOutcome::Edited(frames),
             (Err(cause), OnError::Fail) => JobOutcome::Failed(cause),

@@ -17,8 +17,23 @@ pub struct Run {
     pub send_size: Size,
 }
 
+/// The window geometry, fixed from READY->PAUSED on (where it was checked against the
+/// backend) until the element stops.
+#[derive(Debug, Clone, Copy)]
+pub struct Windowing {
+    pub window: u32,
+    pub overlap: u32,
+}
+
+impl Windowing {
+    pub fn planner(self, origin: u64, first_index: u64) -> WindowPlanner {
+        WindowPlanner::new(self.window, self.overlap, origin, first_index)
+    }
+}
+
 pub struct State {
     pub backend: Arc<dyn Backend>,
+    pub windowing: Windowing,
     pub capabilities: Capabilities,
     pub run: Option<Run>,
     pub composer: Composer,
@@ -36,9 +51,14 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(backend: Arc<dyn Backend>, capabilities: Capabilities) -> Self {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        capabilities: Capabilities,
+        windowing: Windowing,
+    ) -> Self {
         Self {
             backend,
+            windowing,
             capabilities,
             run: None,
             composer: Composer::default(),
@@ -67,13 +87,13 @@ impl State {
 
     /// Forgets the stream (after a flush): nothing held, nothing in flight, counting
     /// restarts at frame 0 and window 0 with the same caps.
-    pub fn restart(&mut self, window: u32, overlap: u32) {
+    pub fn restart(&mut self) {
         self.cancel_jobs();
         self.epoch += 1;
         self.composer = Composer::default();
         self.next_frame = 0;
         if let Some(run) = &mut self.run {
-            run.planner = WindowPlanner::new(window, overlap, 0, 0);
+            run.planner = self.windowing.planner(0, 0);
         }
         self.failed = false;
         self.downstream = Ok(gst::FlowSuccess::Ok);

@@ -206,6 +206,18 @@ pub fn frame(info: &gst_video::VideoInfo, n: u64, value: u8) -> gst::Buffer {
     b
 }
 
+/// A playing harness around `e` whose source sends `caps`, and the caps' video info.
+pub fn harness(
+    e: &gstwanedit::WanEdit,
+    caps: gst::Caps,
+) -> (gst_check::Harness, gst_video::VideoInfo) {
+    let mut h = gst_check::Harness::with_element(e, Some("sink"), Some("src"));
+    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+    h.set_src_caps(caps);
+    h.play();
+    (h, info)
+}
+
 /// Pulls buffers until EOS; fails on a stall (the harness waits at most 60 s a pull).
 pub fn pull_all(h: &mut gst_check::Harness) -> Vec<gst::Buffer> {
     let mut out = vec![];
