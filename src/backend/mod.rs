@@ -252,8 +252,9 @@ pub trait Backend: Send + Sync + 'static {
 /// Builds the built-in backend the configuration names.
 ///
 /// `auto` picks what the user configured (a model directory, else the first provider whose
-/// key is in the environment); the backend's [`Backend::name`] says which. Backends that are not part of this build, and `auto` with nothing to use,
-/// fail with a message that says what to set instead.
+/// key is in the environment); the backend's [`Backend::name`] says which. Backends that
+/// are not part of this build, and `auto` with nothing to use, fail with a message that
+/// says what to set instead.
 pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
     match config.kind {
         BackendKind::Custom => Err(ConfigError::NoCustomBackend),
