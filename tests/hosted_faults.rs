@@ -313,15 +313,24 @@ fn an_output_over_the_size_cap_is_refused() {
 }
 
 #[test]
-fn malformed_json_is_a_protocol_error() {
-    let mock = Mock::start(Kind::Together);
+fn malformed_json_is_a_protocol_error_and_the_lost_job_is_cancelled() {
+    let mock = Mock::start(Kind::Replicate);
     mock.malformed
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let error = edit(&backend(BackendKind::Together, &mock)).unwrap_err();
+    let error = edit(&backend(BackendKind::Replicate, &mock)).unwrap_err();
     let BackendError::Protocol(text) = &error else {
         panic!("{error:?}");
     };
     assert!(text.contains("not JSON"), "{text}");
+    assert_eq!(
+        mock.count(Route::Poll),
+        1,
+        "a malformed answer is not retried"
+    );
+    assert!(
+        wait_for(&mock, Route::Cancel, 1),
+        "the job it lost track of is cancelled"
+    );
 }
 
 #[test]

@@ -229,8 +229,13 @@ impl<P: Protocol> Runner<P> {
         };
         let job = guard.job.as_ref().expect("set above");
         let output = self.wait(job, &reporter).await;
-        // Finished one way or another: nothing left to cancel, and the slot is free.
-        guard.job = None;
+        if matches!(output, Ok(_) | Err(BackendError::JobFailed { .. })) {
+            // The job ended: nothing left to cancel, and its slot is free.
+            guard.job = None;
+        } else {
+            // Lost track of a job that may still run (its polls failed): stop it.
+            drop(guard);
+        }
         let data = match output? {
             Output::Url(url) => self.http.download(&url).await?,
             Output::Inline(data) => data,
