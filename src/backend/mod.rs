@@ -251,7 +251,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Builds the built-in backend the configuration names.
 ///
-/// `auto` picks what the user configured (see [`auto`]); the backend's [`Backend::name`]
+/// `auto` picks what the user configured (see the `auto` module); the backend's [`Backend::name`]
 /// says which. Backends that are not part of this build, and `auto` with nothing to use,
 /// fail with a message that says what to set instead.
 pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {

@@ -120,7 +120,7 @@ impl Protocol for Fal {
                         logs.iter()
                             .filter_map(|l| l.get("message").and_then(Value::as_str))
                             .filter_map(tqdm_progress)
-                            .last()
+                            .next_back()
                     });
                 return Ok(Poll::Pending { progress });
             }

@@ -28,9 +28,11 @@ pub struct Fields {
     pub steps: Option<&'static str>,
     pub guidance_scale: Option<&'static str>,
     pub strength: Option<&'static str>,
-    /// The resolution input and the value sent for each class.
-    pub resolution: Option<(&'static str, fn(Resolution) -> &'static str)>,
+    pub resolution: Option<ResolutionField>,
 }
+
+/// The resolution input and the value sent for each class.
+pub type ResolutionField = (&'static str, fn(Resolution) -> &'static str);
 
 impl Fields {
     /// The Wan 2.7 edit models (Replicate, fal, WaveSpeed): they output 720p or 1080p, so

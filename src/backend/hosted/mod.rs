@@ -1,7 +1,7 @@
 //! Hosted backends: providers reached over HTTPS, and self-hosted Cog servers.
 //!
-//! Each provider module is a thin protocol adapter ([`runner::Protocol`]); the shared
-//! [`runner`] encodes the window, creates and follows the job, downloads and decodes the
+//! Each provider module is a thin protocol adapter (`runner::Protocol`); the shared
+//! `runner` encodes the window, creates and follows the job, downloads and decodes the
 //! result, and cancels the job when the edit is dropped.
 
 mod cog;

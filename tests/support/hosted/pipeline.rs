@@ -1,4 +1,5 @@
 //! Runs real pipelines through `wanedit` with a hosted backend, from frames the test makes.
+#![allow(dead_code)] // each test binary uses its own part of the helpers
 
 use std::time::Duration;
 
