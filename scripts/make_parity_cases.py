@@ -6,7 +6,8 @@ Run by hand, not in CI. Versions this was run with:
     pip install torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 tokenizers==0.23.3 \
         ftfy==6.3.1 safetensors==0.8.0 sentencepiece==0.2.3 accelerate==1.15.0
 
-Usage: python scripts/make_parity_cases.py [OUT_DIR]   (default tests/fixtures/parity)
+Usage: python scripts/make_parity_cases.py [OUT_DIR [CASE...]]   (default tests/fixtures/parity)
+       python scripts/make_parity_cases.py --real-vae OUT_DIR       (released VAE sizes, not committed)
 
 Every model is a tiny configuration of diffusers' and transformers' own classes with
 every parameter perturbed (fresh norms are exactly one and biases zero, which would hide
@@ -130,10 +131,22 @@ def transformer(in_channels, out_channels, seed):
     return model
 
 
-def vae(generation, seed, num_res_blocks=1, attn_scales=()):
+def vae(generation, seed, num_res_blocks=1, attn_scales=(), real_dims=False):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    if generation == "2.1":
+    if real_dims:
+        # The released checkpoints' VAE configurations (Wan2.1 and Wan2.2), random weights.
+        z = 16 if generation == "2.1" else 48
+        extra = {} if generation == "2.1" else dict(
+            base_dim=160, decoder_base_dim=256, is_residual=True, in_channels=12, out_channels=12,
+            patch_size=2, scale_factor_spatial=16)
+        model = AutoencoderKLWan(
+            **{"base_dim": 96, **extra},
+            z_dim=z,
+            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
+            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
+        )
+    elif generation == "2.1":
         z = 16
         model = AutoencoderKLWan(
             base_dim=4,
@@ -341,11 +354,28 @@ CASES = [
 ]
 
 
+# Not committed (hundreds of MB): the released VAE dimensions with a tiny transformer and
+# text encoder, for a run with WANEDIT_PARITY_CASES. `--real-vae OUT_DIR` makes them.
+REAL_VAE_CASES = [
+    dict(name="real_vae22_lucy_f5", pipeline="lucy-edit", prompt="turn the shirt red", negative_prompt="",
+         num_inference_steps=2, guidance_scale=3.0, height=64, width=64, num_frames=5, _scheduler="flow",
+         _shift=5.0, _vae=dict(real_dims=True)),
+    dict(name="real_vae21_v2v_f5", pipeline="video2video", prompt="a cat", negative_prompt="blurry",
+         num_inference_steps=2, guidance_scale=3.0, strength=1.0, height=32, width=48, num_frames=5,
+         _scheduler="unipc", _shift=3.0, _vae=dict(real_dims=True)),
+]
+
+
 def main():
-    out_root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "parity")
+    if len(sys.argv) > 2 and sys.argv[1] == "--real-vae":
+        cases, out_root, only = REAL_VAE_CASES, sys.argv[2], set()
+    else:
+        default = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "parity")
+        cases = CASES
+        out_root = sys.argv[1] if len(sys.argv) > 1 else default
+        only = set(sys.argv[2:])
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    only = set(sys.argv[2:])
-    for i, case in enumerate(CASES):
+    for i, case in enumerate(cases):
         if only and case["name"] not in only:
             continue
         make_case(case, out_root, 1000 + 17 * i)
