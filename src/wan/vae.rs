@@ -59,6 +59,18 @@ fn last_frames(xs: &Tensor, n: usize) -> Result<Tensor> {
     xs.narrow(2, t.saturating_sub(n), t.min(n))
 }
 
+/// What a cached layer keeps after seeing chunk `xs`: its last [`CACHE_FRAMES`] frames,
+/// with the last frame of `before` in front when the chunk is shorter.
+fn frames_to_keep(xs: &Tensor, before: Option<&Tensor>) -> Result<Tensor> {
+    let keep = last_frames(xs, CACHE_FRAMES)?;
+    match before {
+        Some(before) if keep.dim(2)? < CACHE_FRAMES => {
+            Tensor::cat(&[&last_frames(before, 1)?, &keep], 2)
+        }
+        _ => Ok(keep),
+    }
+}
+
 /// `[B, C, T, H, W]` to `[B*T, C, H, W]` and back: per-frame 2D work.
 fn frames_to_batch(xs: &Tensor) -> Result<Tensor> {
     let (b, c, t, h, w) = xs.dims5()?;
@@ -157,10 +169,7 @@ impl CausalConv3d {
             Slot::Frames(frames) => Some(frames),
             _ => None,
         };
-        let mut keep = last_frames(xs, CACHE_FRAMES)?;
-        if let (Some(previous), true) = (&previous, keep.dim(2)? < CACHE_FRAMES) {
-            keep = Tensor::cat(&[&last_frames(previous, 1)?, &keep], 2)?;
-        }
+        let keep = frames_to_keep(xs, previous.as_ref())?;
         let out = self.forward(xs, previous.as_ref())?;
         cache.put(Slot::Frames(keep));
         Ok(out)
@@ -341,14 +350,12 @@ impl Resample {
                         Slot::Frames(frames) => Some(frames.clone()),
                         _ => None,
                     };
-                    let mut keep = last_frames(&x, CACHE_FRAMES)?;
-                    if keep.dim(2)? < CACHE_FRAMES {
-                        let before = match &previous {
-                            Some(previous) => last_frames(previous, 1)?,
-                            None => keep.zeros_like()?,
-                        };
-                        keep = Tensor::cat(&[&before, &keep], 2)?;
-                    }
+                    // After the skipped first chunk, a zero frame stands in front.
+                    let before = match &previous {
+                        Some(previous) => previous.clone(),
+                        None => last_frames(&x, 1)?.zeros_like()?,
+                    };
+                    let keep = frames_to_keep(&x, Some(&before))?;
                     let doubled = time_conv.forward(&x, previous.as_ref())?;
                     cache.put(Slot::Frames(keep));
                     let (b, c2, t, h, w) = doubled.dims5()?;
