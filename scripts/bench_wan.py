@@ -59,7 +59,11 @@ def main():
             "wan_dit_forward": timed(lambda: pipe.transformer(noise, t, embeds, return_dict=False)),
             "wan_vae_decode": timed(lambda: pipe.vae.decode(latents, return_dict=False)),
         }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, case {os.path.basename(CASE)}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load}, "
+          f"case {os.path.basename(CASE)}")
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        print("warning: the machine is busy; both timings, and the ratio, are unreliable")
     for name, seconds in results.items():
         ours = criterion_mean(name)
         line = f"{name}: diffusers {seconds * 1e3:.3f} ms"
