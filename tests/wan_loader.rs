@@ -254,3 +254,11 @@ fn half_precision_runs_close_to_f32() {
         "bf16 gave exactly the f32 result: the dtype was not applied"
     );
 }
+
+/// The element's backend runs the model on a worker thread.
+#[test]
+fn the_model_can_move_to_a_worker_thread() {
+    fn check<T: Send + Sync>() {}
+    check::<wan::WanModel>();
+    check::<wan::PromptEmbeds>();
+}
