@@ -344,7 +344,10 @@ CASES = [
          width=32, num_frames=13, _scheduler="unipc", _shift=5.0, _save_dtype="f16",
          _vae=dict(num_res_blocks=2)),
     # Wan2.1 text-to-video.
-    dict(name="t2v_square_f5_1step", pipeline="text2video", prompt="the quick brown fox",
+    dict(name="t2v_square_f5_1step", pipeline="text2video",
+         # Exercises the prompt cleaning: curly quotes, an entity, NFC, a terminal escape,
+         # a C1 control and a ligature.
+         prompt="the \u201cquick\u201d brown fox &amp; caf\u00e9 e\u0301t\u00e9 \x1b[1m\x93\ufb01ne\x94",
          negative_prompt="", num_inference_steps=1, guidance_scale=1.0, height=32, width=32, num_frames=5,
          _scheduler="unipc", _shift=3.0),
     dict(name="t2v_wide_f13_4steps_cfg_empty_negative", pipeline="text2video",
