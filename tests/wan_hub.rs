@@ -53,4 +53,5 @@ fn repo_ids_resolve_through_the_cache() {
     }
     let model = wan::load("tiny/wan-t2v", &Device::Cpu, DType::F32).unwrap();
     assert!(model.root().ends_with(commit));
+    let _ = std::fs::remove_dir_all(&home);
 }

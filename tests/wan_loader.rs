@@ -23,8 +23,23 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A fresh copy of the case's model directory.
-fn model_copy(test: &str) -> PathBuf {
+/// A fresh copy of the case's model directory, removed when dropped.
+struct ModelCopy(PathBuf);
+
+impl std::ops::Deref for ModelCopy {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ModelCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn model_copy(test: &str) -> ModelCopy {
     let dir = std::env::temp_dir().join(format!("wanedit-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(
@@ -33,7 +48,7 @@ fn model_copy(test: &str) -> PathBuf {
             .join("model"),
         &dir,
     );
-    dir
+    ModelCopy(dir)
 }
 
 fn load(dir: &Path) -> wan::Result<wan::WanModel> {
