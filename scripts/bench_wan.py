@@ -22,7 +22,8 @@ CASE = os.path.join(ROOT, "tests/fixtures/parity/t2v_wide_f13_4steps_cfg_empty_n
 CRITERION = os.path.join(ROOT, "target/criterion")
 
 
-def timed(fn, warmup=3, min_time=2.0):
+def timed(fn, warmup=3, min_time=5.0):
+    """(median, min) seconds per call."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -31,15 +32,18 @@ def timed(fn, warmup=3, min_time=2.0):
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return statistics.median(samples), min(samples)
 
 
-def criterion_mean(name):
-    path = os.path.join(CRITERION, name, "new", "estimates.json")
+def criterion_times(name):
+    """(median, min) seconds per iteration over criterion's samples, if it has run."""
+    path = os.path.join(CRITERION, name, "new", "sample.json")
     if not os.path.exists(path):
         return None
     with open(path) as fh:
-        return json.load(fh)["mean"]["point_estimate"] * 1e-9
+        sample = json.load(fh)
+    per_iter = [t / n * 1e-9 for t, n in zip(sample["times"], sample["iters"])]
+    return statistics.median(per_iter), min(per_iter)
 
 
 def main():
@@ -59,12 +63,18 @@ def main():
             "wan_dit_forward": timed(lambda: pipe.transformer(noise, t, embeds, return_dict=False)),
             "wan_vae_decode": timed(lambda: pipe.vae.decode(latents, return_dict=False)),
         }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, case {os.path.basename(CASE)}")
-    for name, seconds in results.items():
-        ours = criterion_mean(name)
-        line = f"{name}: diffusers {seconds * 1e3:.3f} ms"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load}, "
+          f"case {os.path.basename(CASE)}")
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        print("warning: the machine is busy; both timings, and the ratio, are unreliable")
+    # The minimum is the timing least disturbed by other work on the machine.
+    for name, (median, best) in results.items():
+        line = f"{name}: diffusers median {median * 1e3:.3f} ms, min {best * 1e3:.3f} ms"
+        ours = criterion_times(name)
         if ours is not None:
-            line += f", candle {ours * 1e3:.3f} ms, candle/diffusers = {ours / seconds:.2f}"
+            line += (f"; candle median {ours[0] * 1e3:.3f} ms, min {ours[1] * 1e3:.3f} ms; "
+                     f"candle/diffusers median {ours[0] / median:.2f}, min {ours[1] / best:.2f}")
         print(line)
     return 0
 

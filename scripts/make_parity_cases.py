@@ -6,7 +6,9 @@ Run by hand, not in CI. Versions this was run with:
     pip install torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 tokenizers==0.23.3 \
         ftfy==6.3.1 safetensors==0.8.0 sentencepiece==0.2.3 accelerate==1.15.0
 
-Usage: python scripts/make_parity_cases.py [OUT_DIR]   (default tests/fixtures/parity)
+Usage: python scripts/make_parity_cases.py [OUT_DIR [CASE...]]   (default tests/fixtures/parity)
+       python scripts/make_parity_cases.py --real-vae OUT_DIR       (released VAE sizes, not committed)
+       python scripts/make_parity_cases.py --real-dit OUT_DIR       (one block of the released DiTs)
 
 Every model is a tiny configuration of diffusers' and transformers' own classes with
 every parameter perturbed (fresh norms are exactly one and biases zero, which would hide
@@ -90,14 +92,14 @@ def perturb(module, seed):
                 p.add_(0.2 * float(p.std()) * noise)
 
 
-def text_encoder(vocab, seed):
+def text_encoder(vocab, seed, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4):
     cfg = UMT5Config(
         vocab_size=vocab,
-        d_model=32,
-        d_kv=8,
-        d_ff=48,
-        num_layers=2,
-        num_heads=4,
+        d_model=d_model,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=num_layers,
+        num_heads=num_heads,
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
         feed_forward_proj="gated-gelu",
@@ -109,18 +111,19 @@ def text_encoder(vocab, seed):
     return model
 
 
-def transformer(in_channels, out_channels, seed):
+def transformer(in_channels, out_channels, seed, num_attention_heads=2, attention_head_dim=12, text_dim=32,
+                freq_dim=16, ffn_dim=48, num_layers=2):
     torch.manual_seed(seed)
     model = WanTransformer3DModel(
         patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
+        num_attention_heads=num_attention_heads,
+        attention_head_dim=attention_head_dim,
         in_channels=in_channels,
         out_channels=out_channels,
-        text_dim=32,
-        freq_dim=16,
-        ffn_dim=48,
-        num_layers=2,
+        text_dim=text_dim,
+        freq_dim=freq_dim,
+        ffn_dim=ffn_dim,
+        num_layers=num_layers,
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
         eps=1e-6,
@@ -130,10 +133,22 @@ def transformer(in_channels, out_channels, seed):
     return model
 
 
-def vae(generation, seed, num_res_blocks=1, attn_scales=()):
+def vae(generation, seed, num_res_blocks=1, attn_scales=(), real_dims=False, z_dim=None):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    if generation == "2.1":
+    if real_dims:
+        # The released checkpoints' VAE configurations (Wan2.1 and Wan2.2), random weights.
+        z = 16 if generation == "2.1" else 48
+        extra = {} if generation == "2.1" else dict(
+            base_dim=160, decoder_base_dim=256, is_residual=True, in_channels=12, out_channels=12,
+            patch_size=2, scale_factor_spatial=16)
+        model = AutoencoderKLWan(
+            **{"base_dim": 96, **extra},
+            z_dim=z,
+            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
+            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
+        )
+    elif generation == "2.1":
         z = 16
         model = AutoencoderKLWan(
             base_dim=4,
@@ -146,7 +161,7 @@ def vae(generation, seed, num_res_blocks=1, attn_scales=()):
             latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
         )
     else:
-        z = 8
+        z = z_dim or 8
         model = AutoencoderKLWan(
             base_dim=4,
             decoder_base_dim=6,
@@ -192,8 +207,8 @@ def build_model(case, model_dir, seed):
     cls, _ = PIPELINES[case["pipeline"]]
     pipe = cls(
         tokenizer=tok,
-        text_encoder=text_encoder(len(tok), seed + 2),
-        transformer=transformer(in_ch, z, seed + 3),
+        text_encoder=text_encoder(len(tok), seed + 2, **case.get("_text", {})),
+        transformer=transformer(in_ch, z, seed + 3, **case.get("_dit", {})),
         vae=v,
         scheduler=scheduler(case["_scheduler"], case["_shift"]),
     )
@@ -329,7 +344,10 @@ CASES = [
          width=32, num_frames=13, _scheduler="unipc", _shift=5.0, _save_dtype="f16",
          _vae=dict(num_res_blocks=2)),
     # Wan2.1 text-to-video.
-    dict(name="t2v_square_f5_1step", pipeline="text2video", prompt="the quick brown fox",
+    dict(name="t2v_square_f5_1step", pipeline="text2video",
+         # Exercises the prompt cleaning: curly quotes, an entity, NFC, a terminal escape,
+         # a C1 control and a ligature.
+         prompt="the \u201cquick\u201d brown fox &amp; caf\u00e9 e\u0301t\u00e9 \x1b[1m\x93\ufb01ne\x94",
          negative_prompt="", num_inference_steps=1, guidance_scale=1.0, height=32, width=32, num_frames=5,
          _scheduler="unipc", _shift=3.0),
     dict(name="t2v_wide_f13_4steps_cfg_empty_negative", pipeline="text2video",
@@ -341,11 +359,47 @@ CASES = [
 ]
 
 
+# Not committed (hundreds of MB): the released VAE dimensions with a tiny transformer and
+# text encoder, for a run with WANEDIT_PARITY_CASES. `--real-vae OUT_DIR` makes them.
+REAL_VAE_CASES = [
+    dict(name="real_vae22_lucy_f5", pipeline="lucy-edit", prompt="turn the shirt red", negative_prompt="",
+         num_inference_steps=2, guidance_scale=3.0, height=64, width=64, num_frames=5, _scheduler="flow",
+         _shift=5.0, _vae=dict(real_dims=True)),
+    dict(name="real_vae21_v2v_f5", pipeline="video2video", prompt="a cat", negative_prompt="blurry",
+         num_inference_steps=2, guidance_scale=3.0, strength=1.0, height=32, width=48, num_frames=5,
+         _scheduler="unipc", _shift=3.0, _vae=dict(real_dims=True)),
+]
+
+
+# One block of the released DiTs (Wan2.1 1.3B; Wan2.2 5B as in Lucy-Edit-Dev) over a
+# one-layer UMT5 of UMT5-XXL's width, with the tiny VAEs: `--real-dit OUT_DIR`.
+UMT5_XXL_LAYER = dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=1, num_heads=64)
+REAL_DIT_CASES = [
+    dict(name="real_dit_1_3b_t2v_f5", pipeline="text2video", prompt="a horse", negative_prompt="",
+         num_inference_steps=2, guidance_scale=3.0, height=32, width=48, num_frames=5, _scheduler="unipc",
+         _shift=3.0, _text=UMT5_XXL_LAYER,
+         _dit=dict(num_attention_heads=12, attention_head_dim=128, text_dim=4096, freq_dim=256, ffn_dim=8960,
+                   num_layers=1)),
+    dict(name="real_dit_5b_lucy_f5", pipeline="lucy-edit", prompt="make it snow", negative_prompt="sunny",
+         num_inference_steps=2, guidance_scale=3.0, height=64, width=64, num_frames=5, _scheduler="flow",
+         _shift=5.0, _text=UMT5_XXL_LAYER, _vae=dict(z_dim=48),
+         _dit=dict(num_attention_heads=24, attention_head_dim=128, text_dim=4096, freq_dim=256, ffn_dim=14336,
+                   num_layers=1)),
+]
+
+
 def main():
-    out_root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "parity")
+    if len(sys.argv) > 2 and sys.argv[1] == "--real-dit":
+        cases, out_root, only = REAL_DIT_CASES, sys.argv[2], set()
+    elif len(sys.argv) > 2 and sys.argv[1] == "--real-vae":
+        cases, out_root, only = REAL_VAE_CASES, sys.argv[2], set()
+    else:
+        default = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "parity")
+        cases = CASES
+        out_root = sys.argv[1] if len(sys.argv) > 1 else default
+        only = set(sys.argv[2:])
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    only = set(sys.argv[2:])
-    for i, case in enumerate(CASES):
+    for i, case in enumerate(cases):
         if only and case["name"] not in only:
             continue
         make_case(case, out_root, 1000 + 17 * i)

@@ -1,4 +1,5 @@
-//! Repository ids resolve through the local Hugging Face cache (`HF_HOME`), offline.
+//! Repository ids resolve through the local Hugging Face cache (`HF_HOME`,
+//! `HF_HUB_CACHE`), offline.
 //! In its own test binary because it sets `HF_HOME` for the process.
 
 use std::path::Path;
@@ -43,4 +44,14 @@ fn repo_ids_resolve_through_the_cache() {
         Err(e) => assert!(e.to_string().contains("tiny/not-downloaded"), "{e}"),
         Ok(_) => panic!("an uncached repository loaded"),
     }
+
+    // HF_HUB_CACHE names the hub directory itself and wins over HF_HOME.
+    // SAFETY: as above.
+    unsafe {
+        std::env::set_var("HF_HOME", home.join("elsewhere"));
+        std::env::set_var("HF_HUB_CACHE", home.join("hub"));
+    }
+    let model = wan::load("tiny/wan-t2v", &Device::Cpu, DType::F32).unwrap();
+    assert!(model.root().ends_with(commit));
+    let _ = std::fs::remove_dir_all(&home);
 }

@@ -23,8 +23,23 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A fresh copy of the case's model directory.
-fn model_copy(test: &str) -> PathBuf {
+/// A fresh copy of the case's model directory, removed when dropped.
+struct ModelCopy(PathBuf);
+
+impl std::ops::Deref for ModelCopy {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ModelCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn model_copy(test: &str) -> ModelCopy {
     let dir = std::env::temp_dir().join(format!("wanedit-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(
@@ -33,7 +48,7 @@ fn model_copy(test: &str) -> PathBuf {
             .join("model"),
         &dir,
     );
-    dir
+    ModelCopy(dir)
 }
 
 fn load(dir: &Path) -> wan::Result<wan::WanModel> {
@@ -253,4 +268,12 @@ fn half_precision_runs_close_to_f32() {
         err > 0.0,
         "bf16 gave exactly the f32 result: the dtype was not applied"
     );
+}
+
+/// The element's backend runs the model on a worker thread.
+#[test]
+fn the_model_can_move_to_a_worker_thread() {
+    fn check<T: Send + Sync>() {}
+    check::<wan::WanModel>();
+    check::<wan::PromptEmbeds>();
 }

@@ -47,8 +47,6 @@ pub struct TransformerConfig {
     pub num_layers: usize,
     #[serde(default = "default_true")]
     pub cross_attn_norm: bool,
-    #[serde(default)]
-    pub qk_norm: Option<String>,
     #[serde(default = "default_eps")]
     pub eps: f64,
     #[serde(default)]

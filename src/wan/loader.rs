@@ -11,7 +11,8 @@ use super::config::read_json;
 use super::error::{Result, WanError};
 
 /// Resolves `model` to a pipeline directory: an existing directory, or a Hugging Face
-/// repository id (`owner/name`) already present in the local cache (`HF_HOME`).
+/// repository id (`owner/name`) already present in the local cache (`HF_HUB_CACHE`, else
+/// `HF_HOME/hub`, else `~/.cache/huggingface/hub`, as huggingface_hub looks).
 ///
 /// Nothing is downloaded, so `HF_HUB_OFFLINE` holds by construction.
 pub fn resolve(model: &str) -> Result<PathBuf> {
@@ -19,7 +20,10 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    let cache = hf_hub::Cache::from_env();
+    let cache = match std::env::var_os("HF_HUB_CACHE") {
+        Some(dir) => hf_hub::Cache::new(dir.into()),
+        None => hf_hub::Cache::from_env(),
+    };
     cache
         .model(model.to_string())
         .get("model_index.json")

@@ -49,9 +49,11 @@ fn relative_position_buckets(len: usize, num_buckets: usize, max_distance: usize
             let bucket = if n < max_exact {
                 n
             } else {
-                // Computed in f32 and truncated, as torch does.
+                // As torch computes it: an f32 log over a Python-float (f64) log rounded
+                // to f32, truncated. Exact powers of two sit on bucket edges, so the
+                // rounding must match.
                 let ratio = (n as f32 / max_exact as f32).ln()
-                    / (max_distance as f32 / max_exact as f32).ln();
+                    / ((max_distance as f64 / max_exact as f64).ln() as f32);
                 let large = max_exact + (ratio * (half - max_exact) as f32) as usize;
                 large.min(half - 1)
             };
@@ -241,5 +243,59 @@ impl Umt5Encoder {
             xs = block.forward(&xs)?;
         }
         self.final_layer_norm.forward(&xs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_position_buckets;
+
+    #[test]
+    fn buckets_match_transformers() {
+        // Where UMT5Attention._relative_position_bucket (transformers 5.24.0, 32 buckets,
+        // max distance 128, bidirectional) changes value over relative positions
+        // -300..=300, and the value it changes to.
+        let edges: [(i64, u32); 31] = [
+            (-300, 15),
+            (-90, 14),
+            (-63, 13),
+            (-45, 12),
+            (-31, 11),
+            (-22, 10),
+            (-15, 9),
+            (-11, 8),
+            (-7, 7),
+            (-6, 6),
+            (-5, 5),
+            (-4, 4),
+            (-3, 3),
+            (-2, 2),
+            (-1, 1),
+            (0, 0),
+            (1, 17),
+            (2, 18),
+            (3, 19),
+            (4, 20),
+            (5, 21),
+            (6, 22),
+            (7, 23),
+            (8, 24),
+            (12, 25),
+            (16, 26),
+            (23, 27),
+            (32, 28),
+            (46, 29),
+            (64, 30),
+            (91, 31),
+        ];
+        // Row 300 of a 601-token table holds relative positions -300..=300.
+        let table = relative_position_buckets(601, 32, 128);
+        let row = &table[300 * 601..301 * 601];
+        let mut expected = Vec::with_capacity(601);
+        for (i, &(start, bucket)) in edges.iter().enumerate() {
+            let end = edges.get(i + 1).map_or(301, |e| e.0);
+            expected.extend((start..end).map(|_| bucket));
+        }
+        assert_eq!(row, expected.as_slice());
     }
 }

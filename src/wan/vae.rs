@@ -6,6 +6,10 @@
 //! [`FeatureCache`] slot, so that chunked processing equals processing the whole clip
 //! (except where diffusers deliberately treats the first chunk apart), while memory
 //! stays bounded by the chunk.
+//!
+//! Inside, video is held frame-major, `[B, T, C, H, W]`, so that the per-frame 2D work
+//! (convolutions, attention, resampling) sees a batch of frames without a copy; the
+//! public methods take and give diffusers' `[B, C, T, H, W]`.
 
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
@@ -54,22 +58,42 @@ impl FeatureCache {
     }
 }
 
+/// The time axis of frame-major tensors.
+const TIME: usize = 1;
+/// The channel axis of frame-major tensors.
+const CHANNELS: usize = 2;
+
 fn last_frames(xs: &Tensor, n: usize) -> Result<Tensor> {
-    let t = xs.dim(2)?;
-    xs.narrow(2, t.saturating_sub(n), t.min(n))
+    let t = xs.dim(TIME)?;
+    xs.narrow(TIME, t.saturating_sub(n), t.min(n))
 }
 
-/// `[B, C, T, H, W]` to `[B*T, C, H, W]` and back: per-frame 2D work.
+/// What a cached layer keeps after seeing chunk `xs`: its last [`CACHE_FRAMES`] frames,
+/// with the last frame of `before` in front when the chunk is shorter.
+fn frames_to_keep(xs: &Tensor, before: Option<&Tensor>) -> Result<Tensor> {
+    let keep = last_frames(xs, CACHE_FRAMES)?;
+    match before {
+        Some(before) if keep.dim(TIME)? < CACHE_FRAMES => {
+            Tensor::cat(&[&last_frames(before, 1)?, &keep], TIME)
+        }
+        _ => Ok(keep),
+    }
+}
+
+/// `[B, T, C, H, W]` to `[B*T, C, H, W]` and back, for per-frame 2D work.
 fn frames_to_batch(xs: &Tensor) -> Result<Tensor> {
-    let (b, c, t, h, w) = xs.dims5()?;
-    xs.permute((0, 2, 1, 3, 4))?.reshape((b * t, c, h, w))
+    let (b, t, c, h, w) = xs.dims5()?;
+    xs.reshape((b * t, c, h, w))
 }
 
 fn batch_to_frames(xs: &Tensor, b: usize) -> Result<Tensor> {
     let (bt, c, h, w) = xs.dims4()?;
-    xs.reshape((b, bt / b, c, h, w))?
-        .permute((0, 2, 1, 3, 4))?
-        .contiguous()
+    xs.reshape((b, bt / b, c, h, w))
+}
+
+/// diffusers' `[B, C, T, H, W]` to frame-major and back (the same permutation).
+fn swap_time_channels(xs: &Tensor) -> Result<Tensor> {
+    xs.permute((0, 2, 1, 3, 4))?.contiguous()
 }
 
 /// A Conv3d causal in time (padded on the left only). Candle has no Conv3d: the
@@ -121,30 +145,30 @@ impl CausalConv3d {
         let mut xs = xs.clone();
         let mut pad = self.time_pad;
         if let (Some(previous), true) = (previous, pad > 0) {
-            pad -= previous.dim(2)?.min(pad);
-            xs = Tensor::cat(&[previous, &xs], 2)?;
+            pad -= previous.dim(TIME)?.min(pad);
+            xs = Tensor::cat(&[previous, &xs], TIME)?;
         }
         if pad > 0 {
-            xs = xs.pad_with_zeros(2, pad, 0)?;
+            xs = xs.pad_with_zeros(TIME, pad, 0)?;
         }
-        let (b, _, t, _, _) = xs.dims5()?;
+        let (b, t, ..) = xs.dims5()?;
         let t_out = (t - self.taps) / self.time_stride + 1;
         let shifted = (0..self.taps)
             .map(|k| {
                 if self.time_stride == 1 {
-                    xs.narrow(2, k, t_out)
+                    xs.narrow(TIME, k, t_out)
                 } else {
                     let idx: Vec<u32> = (0..t_out)
                         .map(|j| (k + j * self.time_stride) as u32)
                         .collect();
-                    xs.index_select(&Tensor::new(idx, xs.device())?, 2)
+                    xs.index_select(&Tensor::new(idx, xs.device())?, TIME)
                 }
             })
             .collect::<Result<Vec<_>>>()?;
         let stacked = if shifted.len() == 1 {
             shifted[0].clone()
         } else {
-            Tensor::cat(&shifted, 1)?
+            Tensor::cat(&shifted, CHANNELS)?
         };
         let out = frames_to_batch(&stacked)?.conv2d(&self.weight, self.spatial_pad, 1, 1, 1)?;
         let out = out.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
@@ -157,10 +181,7 @@ impl CausalConv3d {
             Slot::Frames(frames) => Some(frames),
             _ => None,
         };
-        let mut keep = last_frames(xs, CACHE_FRAMES)?;
-        if let (Some(previous), true) = (&previous, keep.dim(2)? < CACHE_FRAMES) {
-            keep = Tensor::cat(&[&last_frames(previous, 1)?, &keep], 2)?;
-        }
+        let keep = frames_to_keep(xs, previous.as_ref())?;
         let out = self.forward(xs, previous.as_ref())?;
         cache.put(Slot::Frames(keep));
         Ok(out)
@@ -172,20 +193,24 @@ impl CausalConv3d {
 struct ChannelRmsNorm {
     gamma: Tensor,
     scale: f64,
+    channel_dim: usize,
 }
 
 impl ChannelRmsNorm {
-    /// `frames`: whether the input is `[B, C, T, H, W]` (else per-frame `[N, C, H, W]`).
+    /// `frames`: whether the input is frame-major `[B, T, C, H, W]` (else per-frame
+    /// `[N, C, H, W]`); the checkpoint shapes gamma accordingly.
     fn new(dim: usize, frames: bool, vb: VarBuilder) -> Result<Self> {
-        let gamma = if frames {
-            vb.get((dim, 1, 1, 1), "gamma")?
-                .reshape((1, dim, 1, 1, 1))?
+        let (gamma, channel_dim) = if frames {
+            let gamma = vb.get((dim, 1, 1, 1), "gamma")?;
+            (gamma.reshape((1, 1, dim, 1, 1))?, CHANNELS)
         } else {
-            vb.get((dim, 1, 1), "gamma")?.reshape((1, dim, 1, 1))?
+            let gamma = vb.get((dim, 1, 1), "gamma")?;
+            (gamma.reshape((1, dim, 1, 1))?, 1)
         };
         Ok(Self {
             gamma,
             scale: (dim as f64).sqrt(),
+            channel_dim,
         })
     }
 }
@@ -194,7 +219,11 @@ impl Module for ChannelRmsNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let dtype = xs.dtype();
         let x = xs.to_dtype(DType::F32)?;
-        let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
+        let norm = x
+            .sqr()?
+            .sum_keepdim(self.channel_dim)?
+            .sqrt()?
+            .maximum(1e-12)?;
         let x = x.broadcast_div(&norm)?.to_dtype(dtype)?;
         (x * self.scale)?.broadcast_mul(&self.gamma)
     }
@@ -260,7 +289,7 @@ impl FrameAttention {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (b, c, _, h, w) = xs.dims5()?;
+        let (b, _, c, h, w) = xs.dims5()?;
         let x = frames_to_batch(xs)?;
         let n = x.dim(0)?;
         let qkv = self.to_qkv.forward(&self.norm.forward(&x)?)?;
@@ -341,23 +370,17 @@ impl Resample {
                         Slot::Frames(frames) => Some(frames.clone()),
                         _ => None,
                     };
-                    let mut keep = last_frames(&x, CACHE_FRAMES)?;
-                    if keep.dim(2)? < CACHE_FRAMES {
-                        let before = match &previous {
-                            Some(previous) => last_frames(previous, 1)?,
-                            None => keep.zeros_like()?,
-                        };
-                        keep = Tensor::cat(&[&before, &keep], 2)?;
-                    }
+                    // After the skipped first chunk, a zero frame stands in front.
+                    let before = match &previous {
+                        Some(previous) => previous.clone(),
+                        None => last_frames(&x, 1)?.zeros_like()?,
+                    };
+                    let keep = frames_to_keep(&x, Some(&before))?;
                     let doubled = time_conv.forward(&x, previous.as_ref())?;
                     cache.put(Slot::Frames(keep));
-                    let (b, c2, t, h, w) = doubled.dims5()?;
-                    let c = c2 / 2;
+                    let (b, t, c2, h, w) = doubled.dims5()?;
                     // Channels [2, C] become two consecutive frames per input frame.
-                    x = doubled
-                        .reshape((b, 2, c, t, h, w))?
-                        .permute((0, 2, 3, 1, 4, 5))?
-                        .reshape((b, c, 2 * t, h, w))?;
+                    x = doubled.reshape((b, 2 * t, c2 / 2, h, w))?;
                 }
             }
         }
@@ -383,8 +406,10 @@ impl Resample {
             match cache.take() {
                 Slot::Frames(previous) => {
                     let keep = last_frames(&x, 1)?;
-                    x = time_conv
-                        .forward(&Tensor::cat(&[&last_frames(&previous, 1)?, &x], 2)?, None)?;
+                    x = time_conv.forward(
+                        &Tensor::cat(&[&last_frames(&previous, 1)?, &x], TIME)?,
+                        None,
+                    )?;
                     cache.put(Slot::Frames(keep));
                 }
                 _ => cache.put(Slot::Frames(x.clone())),
@@ -407,16 +432,17 @@ struct AvgDown3d {
 impl AvgDown3d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (ft, fs) = (self.factor_t, self.factor_s);
-        let t = xs.dim(2)?;
+        let t = xs.dim(TIME)?;
         let pad = (ft - t % ft) % ft;
-        let x = xs.pad_with_zeros(2, pad, 0)?;
-        let (b, c, t, h, w) = x.dims5()?;
+        let x = xs.pad_with_zeros(TIME, pad, 0)?;
+        let (b, t, c, h, w) = x.dims5()?;
         let factor = ft * fs * fs;
         let (t2, h2, w2) = (t / ft, h / fs, w / fs);
-        x.reshape(vec![b, c, t2, ft, h2, fs, w2, fs])?
-            .permute([0, 1, 3, 5, 7, 2, 4, 6])?
-            .reshape((b, self.out_c, c * factor / self.out_c, t2, h2, w2))?
-            .mean(2)
+        // Channel index c * factor + (ft, fs_h, fs_w), then averaged in groups.
+        x.reshape(vec![b, t2, ft, c, h2, fs, w2, fs])?
+            .permute([0, 1, 3, 2, 5, 7, 4, 6])?
+            .reshape((b, t2, self.out_c, c * factor / self.out_c, h2, w2))?
+            .mean(3)
     }
 }
 
@@ -431,16 +457,18 @@ struct DupUp3d {
 impl DupUp3d {
     fn forward(&self, xs: &Tensor, first_chunk: bool) -> Result<Tensor> {
         let (ft, fs) = (self.factor_t, self.factor_s);
-        let (b, c, t, h, w) = xs.dims5()?;
+        let (b, t, c, h, w) = xs.dims5()?;
         let repeats = self.out_c * ft * fs * fs / c;
+        // Each channel repeated in place (`repeat_interleave`), the copies then unfolded
+        // into (time, height, width) offsets.
         let x = xs
-            .unsqueeze(2)?
-            .broadcast_as((b, c, repeats, t, h, w))?
-            .reshape(vec![b, self.out_c, ft, fs, fs, t, h, w])?
-            .permute([0, 1, 5, 2, 6, 3, 7, 4])?
-            .reshape((b, self.out_c, t * ft, h * fs, w * fs))?;
+            .unsqueeze(3)?
+            .broadcast_as(vec![b, t, c, repeats, h, w])?
+            .reshape(vec![b, t, self.out_c, ft, fs, fs, h, w])?
+            .permute([0, 1, 3, 2, 6, 4, 7, 5])?
+            .reshape((b, t * ft, self.out_c, h * fs, w * fs))?;
         if first_chunk {
-            x.narrow(2, ft - 1, t * ft - (ft - 1))
+            x.narrow(TIME, ft - 1, t * ft - (ft - 1))
         } else {
             Ok(x)
         }
@@ -676,22 +704,23 @@ fn decoder(cfg: &VaeConfig, vb: VarBuilder) -> Result<Trunk> {
     })
 }
 
-/// Wan2.2 folds 2x2 pixel blocks into channels (channel index `c * 4 + pw * 2 + ph`).
+/// Wan2.2 folds 2x2 pixel blocks into channels (channel index `c * 4 + pw * 2 + ph`),
+/// on frame-major video.
 fn patchify(xs: &Tensor, p: usize) -> Result<Tensor> {
-    let (b, c, f, h, w) = xs.dims5()?;
+    let (b, f, c, h, w) = xs.dims5()?;
     if !h.is_multiple_of(p) || !w.is_multiple_of(p) {
         candle_core::bail!("frame size {h}x{w} is not a multiple of the VAE patch size {p}");
     }
-    xs.reshape(vec![b, c, f, h / p, p, w / p, p])?
-        .permute([0, 1, 6, 4, 2, 3, 5])?
-        .reshape((b, c * p * p, f, h / p, w / p))
+    xs.reshape(vec![b, f, c, h / p, p, w / p, p])?
+        .permute([0, 1, 2, 6, 4, 3, 5])?
+        .reshape((b, f, c * p * p, h / p, w / p))
 }
 
 fn unpatchify(xs: &Tensor, p: usize) -> Result<Tensor> {
-    let (b, cp, f, h, w) = xs.dims5()?;
-    xs.reshape(vec![b, cp / (p * p), p, p, f, h, w])?
-        .permute([0, 1, 4, 5, 3, 6, 2])?
-        .reshape((b, cp / (p * p), f, h * p, w * p))
+    let (b, f, cp, h, w) = xs.dims5()?;
+    xs.reshape(vec![b, f, cp / (p * p), p, p, h, w])?
+        .permute([0, 1, 2, 5, 4, 6, 3])?
+        .reshape((b, f, cp / (p * p), h * p, w * p))
 }
 
 /// `AutoencoderKLWan`.
@@ -737,47 +766,52 @@ impl WanVae {
     /// The distribution's mode `[B, z, 1 + (F-1)/4, H/s, W/s]` of video `[B, C, F, H, W]`
     /// in [-1, 1], encoded one frame and then one temporal-factor chunk at a time.
     pub fn encode(&self, video: &Tensor) -> Result<Tensor> {
+        let x = swap_time_channels(video)?;
         let x = match self.cfg.patch_size {
-            Some(p) => patchify(video, p)?,
-            None => video.clone(),
+            Some(p) => patchify(&x, p)?,
+            None => x,
         };
-        let frames = x.dim(2)?;
+        let frames = x.dim(TIME)?;
         let step = self.cfg.temporal_factor();
         let mut cache = FeatureCache::default();
         let mut outputs = vec![
             self.encoder
-                .forward(&x.narrow(2, 0, 1)?, &mut cache, true)?,
+                .forward(&x.narrow(TIME, 0, 1)?, &mut cache, true)?,
         ];
         let mut start = 1;
         while start < frames {
             let len = step.min(frames - start);
             outputs.push(
                 self.encoder
-                    .forward(&x.narrow(2, start, len)?, &mut cache, false)?,
+                    .forward(&x.narrow(TIME, start, len)?, &mut cache, false)?,
             );
             start += len;
         }
-        let moments = self.quant_conv.forward(&Tensor::cat(&outputs, 2)?, None)?;
-        moments.narrow(1, 0, self.cfg.z_dim)
+        let moments = self
+            .quant_conv
+            .forward(&Tensor::cat(&outputs, TIME)?, None)?;
+        swap_time_channels(&moments.narrow(CHANNELS, 0, self.cfg.z_dim)?)
     }
 
     /// Video `[B, C, F, H, W]` clamped to [-1, 1] of latents `[B, z, T, h, w]`, decoded
     /// one latent frame at a time.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        let z = self.post_quant_conv.forward(latents, None)?;
+        let z = self
+            .post_quant_conv
+            .forward(&swap_time_channels(latents)?, None)?;
         let mut cache = FeatureCache::default();
-        let outputs = (0..z.dim(2)?)
+        let outputs = (0..z.dim(TIME)?)
             .map(|i| {
                 self.decoder
-                    .forward(&z.narrow(2, i, 1)?, &mut cache, i == 0)
+                    .forward(&z.narrow(TIME, i, 1)?, &mut cache, i == 0)
             })
             .collect::<Result<Vec<_>>>()?;
-        let out = Tensor::cat(&outputs, 2)?;
+        let out = Tensor::cat(&outputs, TIME)?;
         let out = match self.cfg.patch_size {
             Some(p) => unpatchify(&out, p)?,
             None => out,
         };
-        out.clamp(-1f32, 1f32)
+        swap_time_channels(&out)?.clamp(-1f32, 1f32)
     }
 
     /// `(x - mean) / std`, the pipelines' latent normalisation.
@@ -830,7 +864,7 @@ mod tests {
                 ((t * 7 + h * 3 + w) as f32).sin() + if t >= 2 { offset } else { 0.0 }
             })
             .collect();
-        Tensor::from_vec(values, (1, 1, frames, 3, 3), &Device::Cpu)
+        Tensor::from_vec(values, (1, frames, 1, 3, 3), &Device::Cpu)
     }
 
     #[test]
@@ -839,8 +873,8 @@ mod tests {
         // bias 0.5, on x[t, h, w] = sin(7t + 3h + w); diffusers 0.42.1.
         let c = conv((1..=27).map(|v| v as f32 / 27.0).collect(), 1, 1, 0.5)?;
         let y = c.forward(&clip(4, 0.0)?, None)?;
-        assert_eq!(y.dims(), &[1, 1, 4, 3, 3]);
-        let y = y.squeeze(0)?.squeeze(0)?;
+        assert_eq!(y.dims(), &[1, 4, 1, 3, 3]);
+        let y = y.squeeze(0)?.squeeze(1)?;
         let centre: Vec<f32> = (0..4)
             .map(|t| y.get(t)?.get(1)?.get(1)?.to_scalar::<f32>())
             .collect::<Result<_>>()?;
@@ -859,12 +893,12 @@ mod tests {
             .map(|v| ((v * 37 % 11) as f32 - 5.0) / 7.0)
             .collect();
         let c = conv(weight, 2, 2, 0.1)?;
-        let base = Tensor::cat(&[clip(5, 0.0)?, clip(5, 0.0)?.affine(-1.0, 0.3)?], 1)?;
+        let base = Tensor::cat(&[clip(5, 0.0)?, clip(5, 0.0)?.affine(-1.0, 0.3)?], CHANNELS)?;
         // Frames 2.. change; outputs 0 and 1 must not, output 2 must.
-        let changed = Tensor::cat(&[clip(5, 3.0)?, clip(5, 3.0)?.affine(-1.0, 0.3)?], 1)?;
+        let changed = Tensor::cat(&[clip(5, 3.0)?, clip(5, 3.0)?.affine(-1.0, 0.3)?], CHANNELS)?;
         let (a, b) = (c.forward(&base, None)?, c.forward(&changed, None)?);
         let diff = |t: usize| -> Result<f32> {
-            (a.narrow(2, t, 1)? - b.narrow(2, t, 1)?)?
+            (a.narrow(TIME, t, 1)? - b.narrow(TIME, t, 1)?)?
                 .abs()?
                 .max_all()?
                 .to_scalar::<f32>()
@@ -889,9 +923,9 @@ mod tests {
         let mut parts = Vec::new();
         for (start, len) in [(0, 1), (1, 1), (2, 3)] {
             cache.start_chunk();
-            parts.push(c.forward_cached(&x.narrow(2, start, len)?, &mut cache)?);
+            parts.push(c.forward_cached(&x.narrow(TIME, start, len)?, &mut cache)?);
         }
-        let chunked = Tensor::cat(&parts, 2)?;
+        let chunked = Tensor::cat(&parts, TIME)?;
         let diff = (whole - chunked)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-6, "{diff}");
         Ok(())
