@@ -211,7 +211,12 @@ impl WanEdit {
         };
         let epoch = state.epoch;
         let element = self.obj().downgrade();
+        let queued = self.report(id, WindowState::Queued, &backend_name, since);
+        // The task posts `queued` itself, so that no report of the job can overtake it.
         let task = backend::runtime::runtime().spawn(async move {
+            if let Some(element) = element.upgrade() {
+                let _ = element.post_message(queued);
+            }
             let outcome = job.run().await;
             if let Some(element) = element.upgrade() {
                 element
@@ -220,9 +225,7 @@ impl WanEdit {
             }
         });
         state.jobs.insert(window.index, task.abort_handle());
-        let queued = self.report(id, WindowState::Queued, state.backend.name(), since);
         drop(guard);
-        self.post(vec![queued]);
         Ok(self.state.lock().unwrap())
     }
 
