@@ -4,6 +4,7 @@
 //! [`create`] from the element's settings, and an application can hand the element a
 //! backend object of its own with [`crate::WanEdit::set_backend`].
 
+pub mod candle;
 mod error;
 mod frame;
 mod report;
@@ -49,6 +50,11 @@ pub enum Resolution {
     P480,
     #[enum_value(name = "720p: 1280x720, 720x1280 or 960x960", nick = "720p")]
     P720,
+    #[enum_value(
+        name = "Native: the input size, where the backend takes it (small or pre-scaled input)",
+        nick = "native"
+    )]
+    Native,
 }
 
 impl Resolution {
@@ -65,6 +71,8 @@ impl Resolution {
                 Size::new(720, 1280),
                 Size::new(960, 960),
             ],
+            // No bucket: windows go at the input size.
+            Resolution::Native => vec![],
         }
     }
 
@@ -72,6 +80,7 @@ impl Resolution {
         match self {
             Resolution::P480 => "480p",
             Resolution::P720 => "720p",
+            Resolution::Native => "native",
         }
     }
 }
@@ -216,6 +225,7 @@ pub struct BackendConfig {
     pub resolution: Resolution,
     pub job_timeout: Duration,
     pub params: EditParams,
+    pub candle: candle::CandleSettings,
 }
 
 // Keeps the key out of any Debug output (logs, panics, error texts).
@@ -229,6 +239,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("resolution", &self.resolution)
             .field("job_timeout", &self.job_timeout)
             .field("params", &self.params)
+            .field("candle", &self.candle)
             .finish()
     }
 }
@@ -253,6 +264,7 @@ pub trait Backend: Send + Sync + 'static {
 pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
     match config.kind {
         BackendKind::Custom => Err(ConfigError::NoCustomBackend),
+        BackendKind::Candle => candle::create(config),
         BackendKind::Auto => Err(ConfigError::NothingConfigured),
         kind => Err(ConfigError::NotBuilt(kind.nick())),
     }
