@@ -284,7 +284,7 @@ fn gst_launch_runs_backend_candle_from_the_shell() {
         .args(
             "videotestsrc num-buffers=9 ! video/x-raw,format=RGB,width=48,height=32,framerate=16/1 \
              ! wanedit backend=candle device=cpu resolution=native window-frames=5 \
-             overlap-frames=2 num-inference-steps=1 seed=3"
+             overlap-frames=2 num-inference-steps=2 strength=0.5 seed=3"
                 .split_whitespace(),
         )
         .arg(format!("model={}", model_dir("v2v_wide_f9_1step")))
