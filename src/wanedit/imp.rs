@@ -57,7 +57,7 @@ enum Start {
     /// The backend is ready and the stream state made.
     Ready,
     /// The backend loads a model: it is built in the background.
-    Load(BackendConfig),
+    Load(Box<BackendConfig>),
 }
 
 type Guard<'a> = MutexGuard<'a, Option<State>>;
@@ -105,7 +105,7 @@ impl WanEdit {
         ) {
             (BackendKind::Custom, Some(custom)) => custom,
             _ if load::in_background(&settings) => {
-                return Ok(Start::Load(settings.backend_config()));
+                return Ok(Start::Load(Box::new(settings.backend_config())));
             }
             _ => backend::create(&settings.backend_config())?,
         };
@@ -808,7 +808,7 @@ impl ElementImpl for WanEdit {
         }
         let mut result = self.parent_change_state(transition);
         if let (Ok(_), Start::Load(config)) = (&result, start) {
-            result = match self.start_loading(config) {
+            result = match self.start_loading(*config) {
                 Ok(()) => Ok(gst::StateChangeSuccess::Async),
                 Err(e) => {
                     gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
