@@ -175,9 +175,12 @@ impl WanEdit {
                 element.imp().loaded(generation, result);
             }
         })
-        .map_err(|e| ConfigError::Invalid {
-            property: "backend",
-            why: format!("cannot start a thread to load the model: {e}"),
+        .map_err(|e| {
+            self.stop_streaming();
+            ConfigError::Invalid {
+                property: "backend",
+                why: format!("cannot start a thread to load the model: {e}"),
+            }
         })
     }
 
