@@ -300,3 +300,72 @@ fn gst_launch_runs_backend_candle_from_the_shell() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("Got EOS"), "{stdout}");
 }
+
+/// The backend alone: a seed repeats a window exactly, another seed changes it, and the
+/// reporter hears every step.
+#[test]
+fn a_seed_repeats_an_edit() {
+    use gstwanedit::backend::{
+        self, BackendConfig, BackendKind, EditParams, EditRequest, JobReporter, JobUpdate,
+        RgbFrame, WindowId,
+    };
+    use std::sync::{Arc, Mutex};
+
+    support::init();
+    let case = "v2v_tall_f13_long_prompt";
+    let config = |seed| BackendConfig {
+        kind: BackendKind::Candle,
+        model: Some(model_dir(case)),
+        params: EditParams {
+            prompt: "a boat".into(),
+            num_inference_steps: Some(2),
+            guidance_scale: Some(1.0),
+            strength: Some(1.0),
+            seed: Some(seed),
+            ..Default::default()
+        },
+        candle: backend::candle::CandleSettings {
+            device: "cpu".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let spec = CaseSpec::read(&case_dir(case)).unwrap();
+    let edit = |seed: u64, updates: Arc<Mutex<Vec<JobUpdate>>>| {
+        let cfg = config(seed);
+        let backend = backend::create(&cfg).unwrap();
+        let frame = RgbFrame::filled(spec.width as u32, spec.height as u32, [90, 140, 200]);
+        let request = EditRequest {
+            window: WindowId {
+                index: 0,
+                first_pts: None,
+                frames: 5,
+            },
+            frames: vec![frame; 5],
+            frame_rate: gst::Fraction::new(16, 1),
+            params: cfg.params.clone(),
+            reporter: JobReporter::new(move |u| updates.lock().unwrap().push(u)),
+        };
+        let clip = backend::runtime::runtime()
+            .block_on(backend.edit(request))
+            .unwrap();
+        clip.frames
+            .into_iter()
+            .flat_map(|f| f.image.data)
+            .collect::<Vec<u8>>()
+    };
+    let updates = Arc::new(Mutex::new(Vec::new()));
+    let first = edit(7, updates.clone());
+    assert_eq!(first, edit(7, Arc::default()), "same seed, same frames");
+    assert_ne!(first, edit(8, Arc::default()), "another seed, other frames");
+    let progress: Vec<Option<f64>> = updates
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|u| match u {
+            JobUpdate::Running { progress } => Some(*progress),
+            JobUpdate::Submitted { .. } => None,
+        })
+        .collect();
+    assert_eq!(progress, [Some(0.0), Some(0.5), Some(1.0)]);
+}
