@@ -301,8 +301,8 @@ fn gst_launch_runs_backend_candle_from_the_shell() {
     assert!(stdout.contains("Got EOS"), "{stdout}");
 }
 
-/// The backend alone: a seed repeats a window exactly, another seed changes it, and the
-/// reporter hears every step.
+/// The backend alone: a seed repeats a window exactly, another seed or another
+/// flow-shift changes it, and the reporter hears every step.
 #[test]
 fn a_seed_repeats_an_edit() {
     use gstwanedit::backend::{
@@ -313,7 +313,7 @@ fn a_seed_repeats_an_edit() {
 
     support::init();
     let case = "v2v_tall_f13_long_prompt";
-    let config = |seed| BackendConfig {
+    let config = |seed, flow_shift| BackendConfig {
         kind: BackendKind::Candle,
         model: Some(model_dir(case)),
         params: EditParams {
@@ -322,6 +322,7 @@ fn a_seed_repeats_an_edit() {
             guidance_scale: Some(1.0),
             strength: Some(1.0),
             seed: Some(seed),
+            flow_shift,
             ..Default::default()
         },
         candle: backend::candle::CandleSettings {
@@ -331,8 +332,8 @@ fn a_seed_repeats_an_edit() {
         ..Default::default()
     };
     let spec = CaseSpec::read(&case_dir(case)).unwrap();
-    let edit = |seed: u64, updates: Arc<Mutex<Vec<JobUpdate>>>| {
-        let cfg = config(seed);
+    let edit = |seed: u64, flow_shift: Option<f64>, updates: Arc<Mutex<Vec<JobUpdate>>>| {
+        let cfg = config(seed, flow_shift);
         let backend = backend::create(&cfg).unwrap();
         let frame = RgbFrame::filled(spec.width as u32, spec.height as u32, [90, 140, 200]);
         let request = EditRequest {
@@ -355,9 +356,22 @@ fn a_seed_repeats_an_edit() {
             .collect::<Vec<u8>>()
     };
     let updates = Arc::new(Mutex::new(Vec::new()));
-    let first = edit(7, updates.clone());
-    assert_eq!(first, edit(7, Arc::default()), "same seed, same frames");
-    assert_ne!(first, edit(8, Arc::default()), "another seed, other frames");
+    let first = edit(7, None, updates.clone());
+    assert_eq!(
+        first,
+        edit(7, None, Arc::default()),
+        "same seed, same frames"
+    );
+    assert_ne!(
+        first,
+        edit(8, None, Arc::default()),
+        "another seed, other frames"
+    );
+    assert_ne!(
+        first,
+        edit(7, Some(9.0), Arc::default()),
+        "another shift, other frames"
+    );
     let progress: Vec<Option<f64>> = updates
         .lock()
         .unwrap()
