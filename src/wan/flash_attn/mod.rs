@@ -6,8 +6,8 @@
 //! WMMA. [`crate::wan::attention`] dispatches to it; the blocked attention stays the
 //! reference it is checked against (`scripts/gpu-check.sh`).
 
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorage, WrapErr};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use half::bf16;
