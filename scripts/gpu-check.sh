@@ -17,14 +17,19 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 # Candle's cuBLAS, cuRAND and NVRTC: those of PyTorch's CUDA 13 wheels.
 cuda_lib="$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))')"
 export LD_LIBRARY_PATH="$cuda_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The program travels compressed; Python's lzma unpacks it (no xz needed there).
+wan_gpu=/tmp/wan_gpu
+python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+  .gpu/bin/wan_gpu.xz "$wan_gpu"
+chmod +x "$wan_gpu"
 gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
 echo "GPU: $gpu, $(date -u +%F)"
 
-.gpu/bin/wan_gpu parity tests/fixtures/parity cuda:0 2>&1 | tee "$out/parity.txt"
+"$wan_gpu" parity tests/fixtures/parity cuda:0 2>&1 | tee "$out/parity.txt"
 
 : > "$out/bench.jsonl"
 for config in wan2.1-1.3b wan2.2-5b; do
-  .gpu/bin/wan_gpu bench "$config" cuda:0 | tee -a "$out/bench.jsonl"
+  "$wan_gpu" bench "$config" cuda:0 | tee -a "$out/bench.jsonl"
   python3 scripts/gpu_bench_diffusers.py "$config" | tee -a "$out/bench.jsonl"
 done
 python3 scripts/gpu_table.py "$out/bench.jsonl" "$gpu" | tee "$out/table.md"
