@@ -109,12 +109,12 @@ impl WanEdit {
             }
             _ => backend::create(&settings.backend_config())?,
         };
-        self.begin(&settings, backend)?;
+        *self.state.lock().unwrap() = Some(self.begin(&settings, backend)?);
         Ok(Start::Ready)
     }
 
     /// Checks the backend against the settings and makes the stream state.
-    fn begin(&self, settings: &Settings, backend: Arc<dyn Backend>) -> Result<(), ConfigError> {
+    fn begin(&self, settings: &Settings, backend: Arc<dyn Backend>) -> Result<State, ConfigError> {
         let capabilities = backend.capabilities(settings.resolution);
         let counts = capabilities.frame_counts;
         if !counts.accepts(settings.window_frames as usize) {
@@ -144,8 +144,7 @@ impl WanEdit {
             );
         }
         gst::info!(CAT, imp = self, "editing with backend {}", backend.name());
-        *self.state.lock().unwrap() = Some(State::new(backend, capabilities));
-        Ok(())
+        Ok(State::new(backend, capabilities))
     }
 
     fn stop_streaming(&self) {
@@ -186,15 +185,17 @@ impl WanEdit {
 
     /// Ends a background load: makes the stream state and commits PAUSED, or fails.
     fn loaded(&self, generation: u64, result: Result<Arc<dyn Backend>, ConfigError>) {
-        if self.load_generation.load(Ordering::SeqCst) != generation {
-            return;
-        }
         let settings = self.settings.lock().unwrap().clone();
         let begun = result.and_then(|backend| self.begin(&settings, backend));
-        {
-            let _guard = self.state.lock().unwrap();
+        let begun = {
+            // Checked with the state locked: leaving PAUSED bumps the generation there.
+            let mut guard = self.state.lock().unwrap();
+            if self.load_generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
             self.loading.store(false, Ordering::SeqCst);
-        }
+            begun.map(|state| *guard = Some(state))
+        };
         self.changed.notify_all();
         let obj = self.obj();
         match begun.map_err(|e| e.to_string()).and_then(|()| {
