@@ -383,3 +383,38 @@ fn a_seed_repeats_an_edit() {
         .collect();
     assert_eq!(progress, [Some(0.0), Some(0.5), Some(1.0)]);
 }
+
+/// A prompt that was not encoded at load (changed while playing) loads the dropped text
+/// encoder again, and drops it after.
+#[test]
+fn a_new_prompt_reloads_the_dropped_text_encoder() {
+    use gstwanedit::backend::candle::{CandleBackend, CandleSettings};
+    use gstwanedit::backend::{BackendConfig, BackendKind, EditParams};
+
+    let case = "lucy_tall_f13_unipc_long_prompt";
+    let config = BackendConfig {
+        kind: BackendKind::Candle,
+        model: Some(model_dir(case)),
+        params: EditParams {
+            prompt: "first".into(),
+            ..Default::default()
+        },
+        candle: CandleSettings {
+            device: "cpu".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let backend = CandleBackend::new(&config).unwrap();
+    let shared = backend.shared_model();
+    assert!(!shared.has_text_encoder());
+    let embeds = shared.prompt_embeds("second", "", 5.0).unwrap();
+    assert_eq!(embeds.cond.dims()[1], 512);
+    assert!(
+        embeds.uncond.is_some(),
+        "guidance > 1 needs the negative prompt"
+    );
+    assert!(!shared.has_text_encoder(), "dropped again");
+    let first = shared.prompt_embeds("first", "", 1.0).unwrap();
+    assert!(first.uncond.is_none());
+}
