@@ -213,6 +213,7 @@ fn the_text_encoder_can_be_dropped_after_encoding() {
         num_inference_steps: 1,
         guidance_scale: 5.0,
         noise: wan::Noise::Seed(7),
+        flow_shift: None,
     };
     let out = model
         .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {})
@@ -236,6 +237,7 @@ fn half_precision_runs_close_to_f32() {
             num_inference_steps: 2,
             guidance_scale: 5.0,
             noise: wan::Noise::Seed(3),
+            flow_shift: None,
         };
         model
             .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {})

@@ -5,6 +5,7 @@
 //! backend object of its own with [`crate::WanEdit::set_backend`].
 
 mod auto;
+pub mod candle;
 mod error;
 mod frame;
 pub mod hosted;
@@ -51,6 +52,11 @@ pub enum Resolution {
     P480,
     #[enum_value(name = "720p: 1280x720, 720x1280 or 960x960", nick = "720p")]
     P720,
+    #[enum_value(
+        name = "Native: the input size, where the backend takes it (small or pre-scaled input)",
+        nick = "native"
+    )]
+    Native,
 }
 
 impl Resolution {
@@ -67,6 +73,8 @@ impl Resolution {
                 Size::new(720, 1280),
                 Size::new(960, 960),
             ],
+            // No bucket: windows go at the input size.
+            Resolution::Native => vec![],
         }
     }
 
@@ -74,6 +82,7 @@ impl Resolution {
         match self {
             Resolution::P480 => "480p",
             Resolution::P720 => "720p",
+            Resolution::Native => "native",
         }
     }
 }
@@ -219,6 +228,7 @@ pub struct BackendConfig {
     /// Zero means no limit.
     pub job_timeout: Duration,
     pub params: EditParams,
+    pub candle: candle::CandleSettings,
 }
 
 // Keeps the key out of any Debug output (logs, panics, error texts).
@@ -232,6 +242,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("resolution", &self.resolution)
             .field("job_timeout", &self.job_timeout)
             .field("params", &self.params)
+            .field("candle", &self.candle)
             .finish()
     }
 }
@@ -262,7 +273,7 @@ pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
             kind: auto::choose(config)?,
             ..config.clone()
         }),
-        BackendKind::Candle => Err(ConfigError::NotBuilt("candle")),
+        BackendKind::Candle => candle::create(config),
         kind => hosted::create(kind, config, hosted::Limits::default()),
     }
 }

@@ -12,7 +12,20 @@ const SCORE_BUDGET: usize = 64 << 20;
 /// Queries are processed in blocks sized so that a block's scores stay within a fixed
 /// budget whatever the sequence length: at 75k tokens the full matrix of one head would
 /// need 21 GiB. The scores and softmax are taken in f32.
+///
+/// On CUDA, bf16 with head dim 128 (every Wan model) runs the fused kernel of
+/// `flash_attn` instead.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if super::flash_attn::supports(q) {
+        return super::flash_attn::flash_attention(q, k, v, scale);
+    }
+    blocked_attention(q, k, v, scale)
+}
+
+/// The blocked attention on any device: the reference the fused kernel is checked
+/// against.
+pub fn blocked_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     blocked(q, k, v, scale, SCORE_BUDGET)
 }
 

@@ -11,7 +11,7 @@
 //! let embeds = model.encode_prompts("make the shirt red", "", 5.0)?;
 //! model.drop_text_encoder();
 //! let video = Tensor::zeros((81, 480, 832, 3), DType::F32, &Device::Cpu)?;
-//! let sampling = Sampling { num_inference_steps: 50, guidance_scale: 5.0, noise: Noise::Seed(0) };
+//! let sampling = Sampling { num_inference_steps: 50, guidance_scale: 5.0, noise: Noise::Seed(0), flow_shift: None };
 //! let out = model.lucy_edit(&video, &embeds, &sampling, &mut |done, all| println!("{done}/{all}"))?;
 //! # let _ = out; Ok(()) }
 //! ```
@@ -20,7 +20,10 @@ mod attention;
 mod config;
 mod embeddings;
 mod error;
+#[cfg(feature = "cuda")]
+pub mod flash_attn;
 mod loader;
+pub mod parity;
 mod pipeline;
 mod rope;
 mod scheduler;
@@ -34,10 +37,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-pub use attention::attention;
+pub use attention::{attention, blocked_attention};
 pub use config::{TransformerConfig, Umt5Config, VaeConfig};
 pub use embeddings::timestep_embedding;
 pub use error::{Result, WanError};
+pub use loader::resolve;
 pub use pipeline::{
     Generation, Noise, Progress, PromptEmbeds, Sampling, frames_from_rgb8, frames_to_rgb8,
 };
@@ -126,12 +130,7 @@ pub fn load(model: &str, device: &Device, dtype: DType) -> Result<WanModel> {
     };
 
     let tokenizer = PromptTokenizer::load(&component("tokenizer")?)?;
-    let text_encoder = {
-        let dir = component("text_encoder")?;
-        let cfg: Umt5Config = read_json(&dir.join("config.json"))?;
-        let weights = ComponentWeights::open(&dir, dtype, device)?;
-        Umt5Encoder::new(&cfg, weights.vb.clone()).map_err(|e| weights.error(e))?
-    };
+    let text_encoder = load_text_encoder(&component("text_encoder")?, device, dtype)?;
     let transformer = {
         let dir = component("transformer")?;
         let cfg: TransformerConfig = read_json(&dir.join("config.json"))?;
@@ -166,6 +165,12 @@ pub fn load(model: &str, device: &Device, dtype: DType) -> Result<WanModel> {
         device: device.clone(),
         dtype,
     })
+}
+
+fn load_text_encoder(dir: &Path, device: &Device, dtype: DType) -> Result<Umt5Encoder> {
+    let cfg: Umt5Config = read_json(&dir.join("config.json"))?;
+    let weights = ComponentWeights::open(dir, dtype, device)?;
+    Umt5Encoder::new(&cfg, weights.vb.clone()).map_err(|e| weights.error(e))
 }
 
 impl WanModel {
@@ -219,5 +224,35 @@ impl WanModel {
     /// Frees the text encoder once the prompt embeddings are computed (and cached).
     pub fn drop_text_encoder(&mut self) {
         self.text_encoder = None;
+    }
+
+    pub fn has_text_encoder(&self) -> bool {
+        self.text_encoder.is_some()
+    }
+
+    /// Loads the text encoder again after [`WanModel::drop_text_encoder`], for a prompt
+    /// whose embedding was not computed before.
+    pub fn reload_text_encoder(&mut self) -> Result<()> {
+        if self.text_encoder.is_none() {
+            let dir = self.root.join("text_encoder");
+            self.text_encoder = Some(load_text_encoder(&dir, &self.device, self.dtype)?);
+        }
+        Ok(())
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// What frame sides must be a multiple of: the VAE's spatial compression times the
+    /// transformer's spatial patch (16 for Wan2.1, 32 for Wan2.2).
+    pub fn size_multiple(&self) -> (usize, usize) {
+        let s = self.vae.config().spatial_factor();
+        let [_, ph, pw] = self.transformer.config().patch_size;
+        (s * pw, s * ph)
     }
 }

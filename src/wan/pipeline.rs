@@ -35,6 +35,8 @@ pub struct Sampling {
     pub num_inference_steps: usize,
     pub guidance_scale: f64,
     pub noise: Noise,
+    /// Replaces the scheduler's shift (`shift` of FlowMatchEuler, `flow_shift` of UniPC).
+    pub flow_shift: Option<f64>,
 }
 
 /// A pipeline's output and the stage tensors the parity cases check.
@@ -106,7 +108,10 @@ impl WanModel {
         }
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let mut scheduler = Scheduler::new(&self.scheduler, sampling.num_inference_steps);
+        let mut scheduler = Scheduler::new(
+            &self.scheduler_config(sampling),
+            sampling.num_inference_steps,
+        );
         let (final_latents, first_noise_pred) = self.denoise(
             noise,
             Some(&source),
@@ -150,7 +155,7 @@ impl WanModel {
         let start = steps - kept;
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let mut scheduler = Scheduler::new(&self.scheduler, steps);
+        let mut scheduler = Scheduler::new(&self.scheduler_config(sampling), steps);
         let latents = scheduler.add_noise(&source, &noise, scheduler.timesteps()[start])?;
         let (final_latents, first_noise_pred) = self.denoise(
             latents,
@@ -182,7 +187,10 @@ impl WanModel {
         self.expect_plain_transformer("text2video")?;
         let shape = self.latent_shape(num_frames, height, width)?;
         let noise = self.noise(&sampling.noise, &shape)?;
-        let mut scheduler = Scheduler::new(&self.scheduler, sampling.num_inference_steps);
+        let mut scheduler = Scheduler::new(
+            &self.scheduler_config(sampling),
+            sampling.num_inference_steps,
+        );
         let (final_latents, first_noise_pred) = self.denoise(
             noise,
             None,
@@ -198,6 +206,16 @@ impl WanModel {
             first_noise_pred,
             final_latents,
         })
+    }
+
+    /// The scheduler configuration with the sampling's shift, where it sets one.
+    fn scheduler_config(&self, sampling: &Sampling) -> super::SchedulerConfig {
+        let mut cfg = self.scheduler.clone();
+        if let Some(shift) = sampling.flow_shift {
+            cfg.shift = shift;
+            cfg.flow_shift = shift;
+        }
+        cfg
     }
 
     fn expect_plain_transformer(&self, pipeline: &str) -> Result<()> {

@@ -5,6 +5,7 @@
 //! their frames back; a task on the src pad pushes frames and events out in input order
 //! once they are final.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -14,12 +15,13 @@ use gst::subclass::prelude::*;
 use gst_video::VideoInfo;
 
 use super::job::{Job, JobOutcome};
+use super::load;
 use super::message::{WindowReport, WindowState};
 use super::properties;
 use super::settings::Settings;
 use super::state::{Run, State, Windowing};
 use crate::backend::{
-    self, Backend, BackendKind, ConfigError, JobReporter, JobUpdate, Size, WindowId,
+    self, Backend, BackendConfig, BackendKind, ConfigError, JobReporter, JobUpdate, Size, WindowId,
 };
 use crate::stream::geometry::choose_size;
 use crate::stream::planner::Window;
@@ -39,8 +41,23 @@ pub struct WanEdit {
     custom_backend: Mutex<Option<Arc<dyn Backend>>>,
     /// `None` outside PAUSED and PLAYING.
     state: Mutex<Option<State>>,
-    /// Signalled whenever a job finishes, a frame or event is held, or flushing starts.
+    /// Signalled whenever a job finishes, a frame or event is held, flushing starts, or
+    /// a background load ends.
     changed: Condvar,
+    /// A backend is being built in the background (see `load`); changed with `state`
+    /// locked.
+    loading: AtomicBool,
+    /// Bumped whenever a background load is started or abandoned, so that a load that
+    /// ends after the element left PAUSED is dropped.
+    load_generation: AtomicU64,
+}
+
+/// How READY->PAUSED goes on once the settings are checked.
+enum Start {
+    /// The backend is ready and the stream state made.
+    Ready,
+    /// The backend loads a model: it is built in the background.
+    Load(Box<BackendConfig>),
 }
 
 type Guard<'a> = MutexGuard<'a, Option<State>>;
@@ -79,7 +96,7 @@ impl WanEdit {
         .message(&*self.obj())
     }
 
-    fn start(&self) -> Result<(), ConfigError> {
+    fn start(&self) -> Result<Start, ConfigError> {
         let settings = self.settings.lock().unwrap().clone();
         settings.validate()?;
         let backend = match (
@@ -87,8 +104,17 @@ impl WanEdit {
             self.custom_backend.lock().unwrap().clone(),
         ) {
             (BackendKind::Custom, Some(custom)) => custom,
+            _ if load::in_background(&settings) => {
+                return Ok(Start::Load(Box::new(settings.backend_config())));
+            }
             _ => backend::create(&settings.backend_config())?,
         };
+        *self.state.lock().unwrap() = Some(self.begin(&settings, backend)?);
+        Ok(Start::Ready)
+    }
+
+    /// Checks the backend against the settings and makes the stream state.
+    fn begin(&self, settings: &Settings, backend: Arc<dyn Backend>) -> Result<State, ConfigError> {
         let capabilities = backend.capabilities(settings.resolution);
         let counts = capabilities.frame_counts;
         if !counts.accepts(settings.window_frames as usize) {
@@ -122,20 +148,86 @@ impl WanEdit {
             window: settings.window_frames,
             overlap: settings.overlap_frames,
         };
-        *self.state.lock().unwrap() = Some(State::new(backend, capabilities, windowing));
-        Ok(())
+        Ok(State::new(backend, capabilities, windowing))
     }
 
     fn stop_streaming(&self) {
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
+        let mut guard = self.state.lock().unwrap();
+        if let Some(state) = guard.as_mut() {
             state.flushing = true;
             state.cancel_jobs();
         }
+        self.load_generation.fetch_add(1, Ordering::SeqCst);
+        self.loading.store(false, Ordering::SeqCst);
+        drop(guard);
         self.changed.notify_all();
     }
 
-    fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// Builds the backend on a worker thread; READY->PAUSED completes when it is ready.
+    fn start_loading(&self, config: BackendConfig) -> Result<(), ConfigError> {
+        let generation = {
+            let _guard = self.state.lock().unwrap();
+            self.loading.store(true, Ordering::SeqCst);
+            self.load_generation.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::AsyncStart::builder().src(&*obj).build());
+        let weak = obj.downgrade();
+        load::spawn(&obj, config, move |result| {
+            if let Some(element) = weak.upgrade() {
+                element.imp().loaded(generation, result);
+            }
+        })
+        .map_err(|e| {
+            self.stop_streaming();
+            ConfigError::Invalid {
+                property: "backend",
+                why: format!("cannot start a thread to load the model: {e}"),
+            }
+        })
+    }
+
+    /// Ends a background load: makes the stream state and commits PAUSED, or fails.
+    fn loaded(&self, generation: u64, result: Result<Arc<dyn Backend>, ConfigError>) {
+        let settings = self.settings.lock().unwrap().clone();
+        let begun = result.and_then(|backend| self.begin(&settings, backend));
+        let begun = {
+            // Checked with the state locked: leaving PAUSED bumps the generation there.
+            let mut guard = self.state.lock().unwrap();
+            if self.load_generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            self.loading.store(false, Ordering::SeqCst);
+            begun.map(|state| *guard = Some(state))
+        };
+        self.changed.notify_all();
+        let obj = self.obj();
+        match begun.map_err(|e| e.to_string()).and_then(|()| {
+            self.start_task()
+                .map_err(|e| format!("cannot start the src task: {e}"))
+        }) {
+            Ok(()) => {
+                let _ = obj.continue_state(gst::StateChangeReturn::Success);
+                let _ = obj.post_message(gst::message::AsyncDone::builder().src(&*obj).build());
+            }
+            Err(e) => {
+                gst::element_imp_error!(self, gst::LibraryError::Init, ("{e}"));
+                obj.abort_state();
+            }
+        }
+    }
+
+    /// The stream state, once no backend is being built in the background.
+    fn ready_state(&self) -> Guard<'_> {
         let mut guard = self.state.lock().unwrap();
+        while self.loading.load(Ordering::SeqCst) {
+            guard = self.changed.wait(guard).unwrap();
+        }
+        guard
+    }
+
+    fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = self.ready_state();
         let state = stream_state(&mut guard)?;
         state.flow()?;
         let Some(run) = state.run.as_mut() else {
@@ -447,6 +539,10 @@ impl WanEdit {
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         use gst::EventView;
+        if event.is_serialized() {
+            // Data may arrive while the model loads: it waits for the backend.
+            drop(self.ready_state());
+        }
         match event.view() {
             EventView::FlushStart(_) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
@@ -611,6 +707,8 @@ impl ObjectSubclass for WanEdit {
             custom_backend: Mutex::new(None),
             state: Mutex::new(None),
             changed: Condvar::new(),
+            loading: AtomicBool::new(false),
+            load_generation: AtomicU64::new(0),
         }
     }
 }
@@ -697,19 +795,33 @@ impl ElementImpl for WanEdit {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let mut start = Start::Ready;
         match transition {
-            gst::StateChange::ReadyToPaused => {
-                if let Err(e) = self.start() {
+            gst::StateChange::ReadyToPaused => match self.start() {
+                Ok(s) => start = s,
+                Err(e) => {
                     gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
                     return Err(gst::StateChangeError);
                 }
+            },
+            // READY->READY: the application left an asynchronous READY->PAUSED early.
+            gst::StateChange::PausedToReady | gst::StateChange::ReadyToReady => {
+                self.stop_streaming()
             }
-            gst::StateChange::PausedToReady => self.stop_streaming(),
             _ => {}
         }
-        let result = self.parent_change_state(transition);
+        let mut result = self.parent_change_state(transition);
+        if let (Ok(_), Start::Load(config)) = (&result, start) {
+            result = match self.start_loading(*config) {
+                Ok(()) => Ok(gst::StateChangeSuccess::Async),
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::LibraryError::Settings, ("{e}"));
+                    Err(gst::StateChangeError)
+                }
+            };
+        }
         let stopped = match transition {
-            gst::StateChange::PausedToReady => true,
+            gst::StateChange::PausedToReady | gst::StateChange::ReadyToReady => true,
             gst::StateChange::ReadyToPaused => result.is_err(),
             _ => false,
         };

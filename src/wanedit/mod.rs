@@ -11,6 +11,7 @@ use crate::backend::Backend;
 
 mod imp;
 mod job;
+mod load;
 pub mod message;
 mod properties;
 pub mod settings;

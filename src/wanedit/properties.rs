@@ -139,6 +139,23 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(0)
             .flags(playing)
             .build(),
+        glib::ParamSpecString::builder("device")
+            .blurb("Where backend=candle runs the model: cpu, cuda or cuda:N")
+            .default_value(Some(d.candle.device.as_str()))
+            .flags(ready)
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("dtype", d.candle.dtype)
+            .blurb("Precision of backend=candle's weights")
+            .flags(ready)
+            .build(),
+        glib::ParamSpecBoolean::builder("keep-text-encoder")
+            .blurb(
+                "backend=candle: keep the text encoder loaded after the prompts are encoded, \
+                 so that a changed prompt needs no reload (costs its memory)",
+            )
+            .default_value(d.candle.keep_text_encoder)
+            .flags(ready)
+            .build(),
     ]
 }
 
@@ -174,6 +191,12 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "job-timeout" => s.job_timeout_s = typed(value),
         "on-error" => s.on_error = typed(value),
         "processing-latency" => s.processing_latency_ms = typed(value),
+        "device" => {
+            s.candle.device = optional_string(value)
+                .unwrap_or_else(|| crate::backend::candle::DeviceSpec::default_name().to_owned())
+        }
+        "dtype" => s.candle.dtype = typed(value),
+        "keep-text-encoder" => s.candle.keep_text_encoder = typed(value),
         other => unreachable!("no property {other}"),
     }
 }
@@ -204,6 +227,9 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "job-timeout" => s.job_timeout_s.to_value(),
         "on-error" => s.on_error.to_value(),
         "processing-latency" => s.processing_latency_ms.to_value(),
+        "device" => s.candle.device.to_value(),
+        "dtype" => s.candle.dtype.to_value(),
+        "keep-text-encoder" => s.candle.keep_text_encoder.to_value(),
         other => unreachable!("no readable property {other}"),
     }
 }

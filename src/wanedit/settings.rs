@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use gst::glib;
 
+use crate::backend::candle::CandleSettings;
 use crate::backend::{BackendConfig, BackendKind, ConfigError, EditParams, Resolution};
 use crate::stream::blend::BlendMode;
 
@@ -55,6 +56,8 @@ pub struct Settings {
     pub job_timeout_s: u32,
     pub on_error: OnError,
     pub processing_latency_ms: u32,
+    /// `device`, `dtype`, `keep-text-encoder`.
+    pub candle: CandleSettings,
 }
 
 impl Default for Settings {
@@ -80,6 +83,7 @@ impl Default for Settings {
             job_timeout_s: DEFAULT_JOB_TIMEOUT_S,
             on_error: OnError::Fail,
             processing_latency_ms: 0,
+            candle: CandleSettings::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl Settings {
             resolution: self.resolution,
             job_timeout: self.job_timeout(),
             params: self.params(),
+            candle: self.candle.clone(),
         }
     }
 }

@@ -1,0 +1,246 @@
+//! The GPU checks of the Wan port, as one program that links no GStreamer (it uses
+//! `gstwanedit::wan` only), built once with `--features cuda` and carried to a GPU
+//! machine by `scripts/gpu-check.sh`:
+//!
+//! ```text
+//! wan_gpu parity <cases dir> [device]   parity cases (f32 within 1e-3, bf16 within 2e-2)
+//!                                       and the fused attention against the blocked one
+//! wan_gpu bench <wan2.1-1.3b|wan2.2-5b> [device] [key=value...]
+//!                                       one denoising step with CFG (two DiT forwards),
+//!                                       random weights; prints one JSON line
+//! ```
+//!
+//! Bench options: `frames=81 height=480 width=832 layers=<all> steps=2`; `device` is
+//! `cuda:N` (bf16) or `cpu` (f32).
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+use gstwanedit::wan::{self, TransformerConfig, WanTransformer};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("parity") if args.len() >= 2 => parity(Path::new(&args[1]), device(args.get(2))?),
+        Some("bench") if args.len() >= 2 => bench(&args[1], device(args.get(2))?, &args[3.min(args.len())..]),
+        _ => Err("usage: wan_gpu parity <cases dir> [device] | wan_gpu bench <wan2.1-1.3b|wan2.2-5b> [device] [key=value...]".into()),
+    }
+}
+
+fn device(name: Option<&String>) -> Result<Device> {
+    match name.map(String::as_str).unwrap_or("cuda:0") {
+        "cpu" => Ok(Device::Cpu),
+        other => {
+            let n = other.strip_prefix("cuda:").unwrap_or("0").parse()?;
+            Ok(Device::new_cuda(n)?)
+        }
+    }
+}
+
+/// bf16 on CUDA, f32 on the CPU (Candle's CPU matmul has no bf16).
+fn run_dtype(device: &Device) -> DType {
+    if device.is_cuda() {
+        DType::BF16
+    } else {
+        DType::F32
+    }
+}
+
+fn parity(root: &Path, device: Device) -> Result<()> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    dirs.retain(|d| d.is_dir());
+    dirs.sort();
+    let mut failed = 0;
+    for (dtype, tolerance) in [(DType::F32, 1e-3), (DType::BF16, 2e-2)] {
+        if dtype == DType::BF16 && !device.is_cuda() {
+            continue;
+        }
+        for dir in &dirs {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            match wan::parity::run_case(dir, &device, dtype, Some(tolerance)) {
+                Ok(stages) => {
+                    for stage in stages {
+                        failed += usize::from(!stage.passed());
+                        println!("parity {dtype:?} {name}: {stage}");
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("parity {dtype:?} {name}: FAILED: {e}");
+                }
+            }
+        }
+    }
+    // (batch, heads, queries, keys): tails of both tile sizes, cross-attention to the
+    // 512 text tokens, and one head of a 480p self-attention.
+    for (b, h, sq, skv) in [
+        (1, 2, 37, 77),
+        (2, 3, 64, 32),
+        (1, 12, 1000, 512),
+        (1, 1, 32760, 32760),
+    ] {
+        let dtype = run_dtype(&device);
+        let qkv = |s: usize| Tensor::randn(0f32, 1.0, (b, h, s, 128), &device)?.to_dtype(dtype);
+        let (q, k, v) = (qkv(sq)?, qkv(skv)?, qkv(skv)?);
+        let scale = 1.0 / 128f64.sqrt();
+        let fused = wan::attention(&q, &k, &v, scale)?;
+        let reference = wan::blocked_attention(
+            &q.to_dtype(DType::F32)?,
+            &k.to_dtype(DType::F32)?,
+            &v.to_dtype(DType::F32)?,
+            scale,
+        )?;
+        let error = wan::parity::relative_l2(&fused, &reference)?;
+        let ok = error <= 2e-2;
+        failed += usize::from(!ok);
+        println!(
+            "attention {dtype:?} b={b} h={h} q={sq} kv={skv}: {error:.3e} {}",
+            if ok {
+                "(tolerance 2e-2)"
+            } else {
+                "EXCEEDS tolerance 2e-2"
+            }
+        );
+    }
+    if failed > 0 {
+        return Err(format!("{failed} parity checks failed").into());
+    }
+    Ok(())
+}
+
+/// Weights drawn at random: the timing of a forward does not depend on their values.
+struct RandomWeights;
+
+impl SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        s: Shape,
+        _: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        Tensor::randn(0f32, 0.02, s, dev)?.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights need a shape for {name}")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// The transformer configurations of the real checkpoints.
+fn config(name: &str) -> Result<TransformerConfig> {
+    let (heads, channels_in, channels_out, ffn) = match name {
+        "wan2.1-1.3b" => (12, 16, 16, 8960),
+        // Lucy-Edit-Dev: Wan2.2 TI2V-5B with the source latents on the input channels.
+        "wan2.2-5b" => (24, 96, 48, 14336),
+        other => return Err(format!("unknown configuration {other}").into()),
+    };
+    Ok(serde_json::from_value(serde_json::json!({
+        "patch_size": [1, 2, 2],
+        "num_attention_heads": heads,
+        "attention_head_dim": 128,
+        "in_channels": channels_in,
+        "out_channels": channels_out,
+        "text_dim": 4096,
+        "freq_dim": 256,
+        "ffn_dim": ffn,
+        "num_layers": 30,
+        "cross_attn_norm": true,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "rope_max_seq_len": 1024
+    }))?)
+}
+
+/// Multiply-adds of one forward, counted as 2 FLOPs each: projections, attention and
+/// feed-forward of every block (embeddings and the output head are negligible).
+fn forward_flops(cfg: &TransformerConfig, tokens: usize, text: usize) -> f64 {
+    let (n, t, d, f) = (
+        tokens as f64,
+        text as f64,
+        cfg.inner_dim() as f64,
+        cfg.ffn_dim as f64,
+    );
+    let self_attention = 4.0 * 2.0 * n * d * d + 2.0 * 2.0 * n * n * d;
+    let cross_attention = 2.0 * 2.0 * n * d * d + 2.0 * 2.0 * t * d * d + 2.0 * 2.0 * n * t * d;
+    let feed_forward = 2.0 * 2.0 * n * d * f;
+    cfg.num_layers as f64 * (self_attention + cross_attention + feed_forward)
+}
+
+fn bench(name: &str, device: Device, options: &[String]) -> Result<()> {
+    let mut cfg = config(name)?;
+    let option = |key: &str, default: usize| -> Result<usize> {
+        options
+            .iter()
+            .find_map(|o| o.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map_or(Ok(default), |v| Ok(v.parse()?))
+    };
+    cfg.num_layers = option("layers", cfg.num_layers)?;
+    let (frames, height, width, steps) = (
+        option("frames", 81)?,
+        option("height", 480)?,
+        option("width", 832)?,
+        option("steps", 2)?,
+    );
+    // The VAE's compression: 4x in time; 8x in space for Wan2.1, 16x for Wan2.2.
+    let spatial = if cfg.out_channels == 48 { 16 } else { 8 };
+    let latent = (
+        1,
+        cfg.in_channels,
+        (frames - 1) / 4 + 1,
+        height / spatial,
+        width / spatial,
+    );
+    let [pt, ph, pw] = cfg.patch_size;
+    let tokens = latent.2 / pt * (latent.3 / ph) * (latent.4 / pw);
+    let dtype = run_dtype(&device);
+    let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
+    let model = WanTransformer::new(&cfg, vb)?;
+    let latents = Tensor::randn(0f32, 1.0, latent, &device)?.to_dtype(dtype)?;
+    let text = |seed: f64| -> Result<Tensor> {
+        let t = (Tensor::randn(0f32, 1.0, (1, 512, 4096), &device)? + seed)?;
+        Ok(model.embed_text(&t.to_dtype(dtype)?)?)
+    };
+    let (cond, uncond) = (text(0.0)?, text(0.1)?);
+    let step = || -> Result<()> {
+        let a = model.forward(&latents, 999.0, &cond)?;
+        let b = model.forward(&latents, 999.0, &uncond)?;
+        // CFG as the pipelines combine it.
+        let _ = (&b + ((a - &b)? * 5.0)?)?;
+        Ok(())
+    };
+    step()?; // warm-up: kernels loaded, memory pools grown
+    device.synchronize()?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        step()?;
+    }
+    device.synchronize()?;
+    let seconds = start.elapsed().as_secs_f64() / steps as f64;
+    let flops = 2.0 * forward_flops(&cfg, tokens, 512);
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "candle",
+            "config": name,
+            "frames": frames, "height": height, "width": width, "layers": cfg.num_layers,
+            "tokens": tokens,
+            "seconds_per_step": seconds,
+            "tflop_per_step": flops / 1e12,
+            "tflops": flops / seconds / 1e12,
+        })
+    );
+    Ok(())
+}

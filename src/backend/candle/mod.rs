@@ -1,0 +1,205 @@
+//! `backend=candle`: the Wan port of [`crate::wan`] in-process, on CUDA or the CPU.
+//!
+//! The pipeline is the one `model_index.json` names: Lucy-Edit edits by instruction,
+//! `WanVideoToVideoPipeline` and `WanPipeline` checkpoints edit by partial re-noising
+//! with `strength`. Elements that load the same model on the same device in the same
+//! precision share one copy ([`registry`]); prompt embeddings are computed once per
+//! model and prompt.
+
+pub mod registry;
+mod settings;
+mod shared;
+mod sizes;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+
+use super::{
+    Backend, BackendConfig, BackendError, Capabilities, ConfigError, EditRequest, EditedClip,
+    FrameCounts, JobUpdate, Resolution, RgbFrame,
+};
+use crate::wan::{self, PipelineKind, Sampling, WanError};
+pub use registry::ModelKey;
+pub use settings::{CandleSettings, DeviceSpec, ModelDType};
+pub use shared::SharedModel;
+
+/// diffusers' defaults of the Wan pipelines, used where the element leaves a parameter
+/// unset.
+const DEFAULT_STEPS: u32 = 50;
+const DEFAULT_GUIDANCE: f64 = 5.0;
+const DEFAULT_STRENGTH: f64 = 0.8;
+
+/// Whether `path` is a diffusers pipeline directory this backend can be asked to load
+/// (`backend=auto` uses it to pick candle).
+pub fn is_model_dir(path: impl AsRef<Path>) -> bool {
+    path.as_ref().join("model_index.json").is_file()
+}
+
+/// The key of the model a configuration names.
+pub fn model_key(config: &BackendConfig) -> Result<ModelKey, ConfigError> {
+    let model = config
+        .model
+        .as_deref()
+        .ok_or_else(|| ConfigError::Invalid {
+            property: "model",
+            why: "backend=candle needs model=<pipeline directory or Hugging Face repo id>".into(),
+        })?;
+    let device = DeviceSpec::parse(&config.candle.device)?;
+    let dtype = device.dtype(config.candle.dtype)?;
+    ModelKey::new(model, device, dtype).map_err(|e| model_error(&e))
+}
+
+fn model_error(e: &WanError) -> ConfigError {
+    ConfigError::Invalid {
+        property: "model",
+        why: e.to_string(),
+    }
+}
+
+/// Loads (or finds already loaded) the configured model and computes the embeddings of
+/// the configured prompts. Slow: the element calls it on a worker thread.
+pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
+    Ok(Arc::new(CandleBackend::new(config)?))
+}
+
+pub struct CandleBackend {
+    model: Arc<SharedModel>,
+    keep_text_encoder: bool,
+    jobs: AtomicU64,
+}
+
+impl CandleBackend {
+    pub fn new(config: &BackendConfig) -> Result<Self, ConfigError> {
+        let key = model_key(config)?;
+        let model =
+            registry::acquire(&key, || SharedModel::load(&key)).map_err(|e| model_error(&e))?;
+        let keep_text_encoder = config.candle.keep_text_encoder;
+        if keep_text_encoder {
+            model.add_keeper();
+        }
+        let backend = Self {
+            model,
+            keep_text_encoder,
+            jobs: AtomicU64::new(0),
+        };
+        let params = &config.params;
+        backend
+            .model
+            .prompt_embeds(
+                &params.prompt,
+                params.negative_prompt.as_deref().unwrap_or_default(),
+                params.guidance_scale.unwrap_or(DEFAULT_GUIDANCE),
+            )
+            .map_err(|e| ConfigError::Invalid {
+                property: "prompt",
+                why: e.to_string(),
+            })?;
+        Ok(backend)
+    }
+
+    pub fn shared_model(&self) -> &Arc<SharedModel> {
+        &self.model
+    }
+}
+
+impl Drop for CandleBackend {
+    fn drop(&mut self) {
+        if self.keep_text_encoder {
+            self.model.remove_keeper();
+        }
+    }
+}
+
+impl Backend for CandleBackend {
+    fn name(&self) -> &str {
+        "candle"
+    }
+
+    fn capabilities(&self, resolution: Resolution) -> Capabilities {
+        let multiple = self.model.model().size_multiple();
+        Capabilities {
+            sizes: sizes::model_buckets(resolution, multiple),
+            frame_counts: FrameCounts::WAN,
+            reference_image: false,
+            // One window at a time: a second would only share the same GPU and double
+            // its memory.
+            max_concurrency: 1,
+        }
+    }
+
+    fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
+        let model = self.model.clone();
+        let job = self.jobs.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move {
+            request.reporter.report(JobUpdate::Submitted {
+                job_id: format!("candle-{job}"),
+            });
+            tokio::task::spawn_blocking(move || run(&model, request))
+                .await
+                .map_err(|e| BackendError::Model(format!("the model thread failed: {e}")))?
+        })
+    }
+}
+
+/// Edits one window with the model (blocking: minutes on a GPU for a real model).
+fn run(shared: &SharedModel, request: EditRequest) -> Result<EditedClip, BackendError> {
+    let failed = |e: WanError| BackendError::Model(e.to_string());
+    let params = &request.params;
+    let guidance_scale = params.guidance_scale.unwrap_or(DEFAULT_GUIDANCE);
+    let embeds = shared
+        .prompt_embeds(
+            &params.prompt,
+            params.negative_prompt.as_deref().unwrap_or_default(),
+            guidance_scale,
+        )
+        .map_err(failed)?;
+    let sampling = Sampling {
+        num_inference_steps: params.num_inference_steps.unwrap_or(DEFAULT_STEPS) as usize,
+        guidance_scale,
+        noise: shared.noise(params.seed.unwrap_or_else(rand::random)),
+        flow_shift: params.flow_shift,
+    };
+    let (width, height) = match request.frames.first() {
+        Some(f) => (f.width, f.height),
+        None => return Err(BackendError::Model("a window without frames".into())),
+    };
+    let model = shared.model();
+    let pixels: Vec<Vec<u8>> = request.frames.into_iter().map(|f| f.data).collect();
+    let video = wan::frames_from_rgb8(&pixels, width as usize, height as usize, model.device())
+        .map_err(failed)?;
+    drop(pixels);
+    let reporter = request.reporter;
+    reporter.report(JobUpdate::Running {
+        progress: Some(0.0),
+    });
+    let mut progress = |done: usize, all: usize| {
+        reporter.report(JobUpdate::Running {
+            progress: Some(done as f64 / all as f64),
+        })
+    };
+    let generation = match model.kind() {
+        PipelineKind::LucyEdit => model.lucy_edit(&video, &embeds, &sampling, &mut progress),
+        // A text-to-video checkpoint edits as video-to-video: same components.
+        PipelineKind::VideoToVideo | PipelineKind::TextToVideo => model.video2video(
+            &video,
+            &embeds,
+            &sampling,
+            params.strength.unwrap_or(DEFAULT_STRENGTH),
+            &mut progress,
+        ),
+    }
+    .map_err(failed)?;
+    let frames = wan::frames_to_rgb8(&generation.video)
+        .map_err(failed)?
+        .into_iter()
+        .map(|data| RgbFrame {
+            width,
+            height,
+            data,
+        })
+        .collect();
+    Ok(EditedClip::at_rate(frames, request.frame_rate))
+}

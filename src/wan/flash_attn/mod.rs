@@ -1,0 +1,118 @@
+//! Fused flash-style attention on CUDA for head dim 128 in bf16 (the Wan models' case),
+//! as a Candle custom op on `(q, k, v)`.
+//!
+//! The kernel (`flash_attn.cu`, compiled to PTX by `build.rs` with nvcc) keeps the scores
+//! on the chip: an online softmax over tiles of 32 keys, tensor-core products through
+//! WMMA. [`crate::wan::attention`] dispatches to it; the blocked attention stays the
+//! reference it is checked against (`scripts/gpu-check.sh`).
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use half::bf16;
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/flash_attn.ptx"));
+const KERNEL: &str = "wan_flash_attn_bf16_d128";
+const HEAD_DIM: usize = 128;
+/// Query rows per block and threads per block, as the kernel is written.
+const BLOCK_ROWS: usize = 64;
+const BLOCK_THREADS: u32 = 128;
+
+/// Whether the fused kernel computes attention of these queries.
+pub fn supports(q: &Tensor) -> bool {
+    q.device().is_cuda() && q.dtype() == DType::BF16 && q.dims().last() == Some(&HEAD_DIM)
+}
+
+/// `softmax(q k^T * scale) v` for `q: [B, H, Sq, 128]`, `k, v: [B, H, Skv, 128]` in bf16
+/// on CUDA.
+pub fn flash_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    let op = FlashAttention {
+        scale: scale as f32,
+    };
+    q.contiguous()?
+        .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
+}
+
+struct FlashAttention {
+    scale: f32,
+}
+
+impl CustomOp3 for FlashAttention {
+    fn name(&self) -> &'static str {
+        "wan-flash-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("the fused attention runs on CUDA only; the CPU uses the blocked attention")
+    }
+
+    fn cuda_fwd(
+        &self,
+        q: &CudaStorage,
+        q_l: &Layout,
+        k: &CudaStorage,
+        k_l: &Layout,
+        v: &CudaStorage,
+        v_l: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, h, q_len, d) = q_l.shape().dims4()?;
+        let (kb, kh, kv_len, kd) = k_l.shape().dims4()?;
+        if (kb, kh, kd) != (b, h, d) || v_l.shape() != k_l.shape() || d != HEAD_DIM {
+            bail!(
+                "fused attention needs q [B, H, Sq, 128] and k, v [B, H, Skv, 128]: got {:?}, {:?}, {:?}",
+                q_l.shape(),
+                k_l.shape(),
+                v_l.shape()
+            );
+        }
+        if kv_len == 0 {
+            bail!("fused attention over no keys");
+        }
+        // The kernel reads 16-byte vectors: each operand must start on 8 bf16 values.
+        for l in [q_l, k_l, v_l] {
+            if !l.is_contiguous() || l.start_offset() % 8 != 0 {
+                bail!("fused attention needs contiguous operands starting on 16 bytes");
+            }
+        }
+        let dev = q.device();
+        let q = q.as_cuda_slice::<bf16>()?.slice(q_l.start_offset()..);
+        let k = k.as_cuda_slice::<bf16>()?.slice(k_l.start_offset()..);
+        let v = v.as_cuda_slice::<bf16>()?.slice(v_l.start_offset()..);
+        let elements = b * h * q_len * d;
+        // SAFETY: the kernel writes every element of the output.
+        let mut out = unsafe { dev.alloc::<bf16>(elements)? };
+        let func = dev.get_or_load_custom_func(KERNEL, "wan_flash_attention", PTX)?;
+        let config = LaunchConfig {
+            grid_dim: (q_len.div_ceil(BLOCK_ROWS) as u32, (b * h) as u32, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (q_len, kv_len) = (q_len as i32, kv_len as i32);
+        let scale_log2 = self.scale * std::f32::consts::LOG2_E;
+        let mut launch = func.builder();
+        launch
+            .arg(&q)
+            .arg(&k)
+            .arg(&v)
+            .arg(&mut out)
+            .arg(&q_len)
+            .arg(&kv_len)
+            .arg(&scale_log2);
+        // SAFETY: the arguments match the kernel's signature, and the grid covers the
+        // heads and query rows the buffers hold.
+        unsafe { launch.launch(config) }.w()?;
+        Ok((
+            CudaStorage::wrap_cuda_slice(out, dev.clone()),
+            q_l.shape().clone(),
+        ))
+    }
+}
