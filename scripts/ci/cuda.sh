@@ -12,13 +12,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 cuda_env="${WANEDIT_CUDA_ENV:-../shared/cuda/env.sh}"
-if [ ! -x "$cuda_env" ]; then
+if [ ! -f "$cuda_env" ]; then
     echo "scripts/ci/cuda.sh: $cuda_env not found: set WANEDIT_CUDA_ENV to a CUDA env script" >&2
     exit 1
 fi
 # The environment script reads cudarc's sources from the cargo registry.
 cargo fetch
 (
-    eval "$("$cuda_env")"
+    eval "$(bash "$cuda_env")"
     cargo clippy --features cuda --all-targets -- -D warnings
 )
