@@ -275,7 +275,11 @@ fn plugin_dir() -> PathBuf {
 #[test]
 fn gst_launch_runs_backend_candle_from_the_shell() {
     let dir = plugin_dir();
-    assert!(dir.join("libgstwanedit.so").is_file(), "{}", dir.display());
+    assert!(
+        dir.join("libgstwanedit.so").is_file(),
+        "no plugin in {}: run `cargo build --release` first (.ci/run does)",
+        dir.display()
+    );
     let registry_file =
         std::env::temp_dir().join(format!("wanedit-registry-{}.bin", std::process::id()));
     let output = std::process::Command::new("timeout")
