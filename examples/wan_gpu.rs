@@ -42,6 +42,44 @@ fn device(name: Option<&String>) -> Result<Device> {
     }
 }
 
+/// The fused attention against the blocked one in f32 of the same bf16 values; returns
+/// the number of comparisons over tolerance.
+#[cfg(feature = "cuda")]
+fn fused_attention(device: &Device) -> Result<usize> {
+    println!("self-check: {}", wan::flash_attn::self_check(device));
+    let mut failed = 0;
+    // (batch, heads, queries, keys): tails of both tile sizes (128 queries, 64 keys), a
+    // single key, cross-attention to the 512 text tokens, and one head of a 480p
+    // self-attention.
+    for (b, h, sq, skv) in [
+        (1, 2, 37, 77),
+        (2, 3, 129, 64),
+        (1, 2, 200, 1),
+        (1, 12, 1000, 512),
+        (1, 1, 32760, 32760),
+    ] {
+        let qkv =
+            |s: usize| Tensor::randn(0f32, 1.0, (b, h, s, 128), device)?.to_dtype(DType::BF16);
+        let (q, k, v) = (qkv(sq)?, qkv(skv)?, qkv(skv)?);
+        let scale = 1.0 / 128f64.sqrt();
+        let fused = wan::flash_attn::flash_attention(&q, &k, &v, scale)?;
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let reference = wan::blocked_attention(&f32(&q)?, &f32(&k)?, &f32(&v)?, scale)?;
+        let error = wan::parity::relative_l2(&fused, &reference)?;
+        let ok = error <= 2e-2;
+        failed += usize::from(!ok);
+        println!(
+            "attention bf16 b={b} h={h} q={sq} kv={skv}: {error:.3e} {}",
+            if ok {
+                "(tolerance 2e-2)"
+            } else {
+                "EXCEEDS tolerance 2e-2"
+            }
+        );
+    }
+    Ok(failed)
+}
+
 /// bf16 on CUDA, f32 on the CPU (Candle's CPU matmul has no bf16).
 fn run_dtype(device: &Device) -> DType {
     if device.is_cuda() {
@@ -78,36 +116,9 @@ fn parity(root: &Path, device: Device) -> Result<()> {
             }
         }
     }
-    // (batch, heads, queries, keys): tails of both tile sizes, cross-attention to the
-    // 512 text tokens, and one head of a 480p self-attention.
-    for (b, h, sq, skv) in [
-        (1, 2, 37, 77),
-        (2, 3, 64, 32),
-        (1, 12, 1000, 512),
-        (1, 1, 32760, 32760),
-    ] {
-        let dtype = run_dtype(&device);
-        let qkv = |s: usize| Tensor::randn(0f32, 1.0, (b, h, s, 128), &device)?.to_dtype(dtype);
-        let (q, k, v) = (qkv(sq)?, qkv(skv)?, qkv(skv)?);
-        let scale = 1.0 / 128f64.sqrt();
-        let fused = wan::attention(&q, &k, &v, scale)?;
-        let reference = wan::blocked_attention(
-            &q.to_dtype(DType::F32)?,
-            &k.to_dtype(DType::F32)?,
-            &v.to_dtype(DType::F32)?,
-            scale,
-        )?;
-        let error = wan::parity::relative_l2(&fused, &reference)?;
-        let ok = error <= 2e-2;
-        failed += usize::from(!ok);
-        println!(
-            "attention {dtype:?} b={b} h={h} q={sq} kv={skv}: {error:.3e} {}",
-            if ok {
-                "(tolerance 2e-2)"
-            } else {
-                "EXCEEDS tolerance 2e-2"
-            }
-        );
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        failed += fused_attention(&device)?;
     }
     if failed > 0 {
         return Err(format!("{failed} parity checks failed").into());

@@ -14,10 +14,10 @@ const SCORE_BUDGET: usize = 64 << 20;
 /// need 21 GiB. The scores and softmax are taken in f32.
 ///
 /// On CUDA, bf16 with head dim 128 (every Wan model) runs the fused kernel of
-/// `flash_attn` instead.
+/// `flash_attn` instead, once its self-check has passed.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if super::flash_attn::supports(q) {
+    if super::flash_attn::supports(q) && super::flash_attn::self_check(q.device()).passed() {
         return super::flash_attn::flash_attention(q, k, v, scale);
     }
     blocked_attention(q, k, v, scale)

@@ -76,23 +76,15 @@ pub fn relative_l2(out: &Tensor, reference: &Tensor) -> Result<f64, String> {
             reference.dims()
         ));
     }
+    // On the CPU: the output may come from a GPU and the reference from a file.
+    let f64_on_cpu = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F64);
     let norm = |t: &Tensor| -> candle_core::Result<f64> {
-        t.to_device(&Device::Cpu)?
-            .to_dtype(DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .sqrt()?
-            .to_scalar::<f64>()
+        f64_on_cpu(t)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()
     };
     let e = |e: candle_core::Error| e.to_string();
-    let diff = (out
-        .to_device(&Device::Cpu)
-        .map_err(e)?
-        .to_dtype(DType::F64)
-        .map_err(e)?
-        - reference.to_dtype(DType::F64).map_err(e)?)
-    .and_then(|d| norm(&d))
-    .map_err(e)?;
+    let diff = (f64_on_cpu(out).map_err(e)? - f64_on_cpu(reference).map_err(e)?)
+        .and_then(|d| norm(&d))
+        .map_err(e)?;
     let scale = norm(reference).map_err(e)?;
     Ok(if scale == 0.0 { diff } else { diff / scale })
 }

@@ -21,6 +21,26 @@ pub struct SharedModel {
     pinned_noise: Mutex<Option<Tensor>>,
 }
 
+/// Says in the debug log which attention the model runs with: a warning when the fused
+/// kernel was refused, since the blocked attention is slower and holds score blocks in
+/// memory.
+#[cfg(feature = "cuda")]
+fn log_attention_self_check(device: &candle_core::Device) {
+    static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+        gst::DebugCategory::new(
+            "wanedit-candle",
+            gst::DebugColorFlags::empty(),
+            Some("The in-process Wan model of wanedit"),
+        )
+    });
+    let check = wan::flash_attn::self_check(device);
+    if check.passed() {
+        gst::info!(CAT, "{check}");
+    } else {
+        gst::warning!(CAT, "{check}");
+    }
+}
+
 impl SharedModel {
     pub fn load(key: &ModelKey) -> Result<Self, WanError> {
         let device = key
@@ -29,6 +49,10 @@ impl SharedModel {
             .map_err(|e| WanError::InvalidInput(e.to_string()))?;
         let root = key.root.to_string_lossy();
         let model = wan::load(&root, &device, key.dtype)?;
+        #[cfg(feature = "cuda")]
+        if device.is_cuda() && key.dtype == candle_core::DType::BF16 {
+            log_attention_self_check(&device);
+        }
         Ok(Self {
             key: key.clone(),
             model: RwLock::new(model),

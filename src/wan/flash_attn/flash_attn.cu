@@ -2,47 +2,109 @@
 //
 // One pass over the keys with an online softmax (running maximum and sum per query
 // row, the output rescaled when the maximum grows), so that no score matrix is ever
-// written to memory. Products run on the tensor cores through WMMA (bf16 in, f32
-// accumulate); the softmax and the output accumulator stay in f32.
+// written to memory. The design follows FlashAttention-2: each warp owns 16 query rows,
+// and the scores of a tile never leave the registers: the accumulator fragments of
+// S = Q K^T are, element for element, the operand fragments of P for O += P V. Products
+// are `mma.sync.m16n8k16` (bf16 in, f32 accumulate); K and V tiles reach shared memory
+// through `cp.async`, the V tile of a step loading while S is computed and the next K
+// tile while P V is.
 //
-// Layout: q [heads, q_len, 128], k and v [heads, kv_len, 128], contiguous; o like q.
-// Grid: (ceil(q_len / 64), heads); 4 warps of 32 threads, each warp owns 16 query rows.
+// Layout: q [heads, q_len, 128], k and v [heads, kv_len, 128], contiguous, 16-byte
+// aligned; o like q. Grid: (ceil(q_len / 128), heads); 8 warps of 32 threads.
+//
+// Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16"), with g = lane / 4 and
+// t = lane % 4: A (16x16) holds rows g and g + 8, columns 2t, 2t + 1 and 2t + 8, 2t + 9;
+// B (16x8) holds rows 2t, 2t + 1 and 2t + 8, 2t + 9 of column g; C (16x8) holds rows g
+// and g + 8, columns 2t and 2t + 1.
 
 #include <cuda_bf16.h>
-#include <mma.h>
 #include <stdint.h>
-
-using namespace nvcuda;
 
 namespace {
 
-constexpr int D = 128;              // head dim
-constexpr int BM = 64;              // query rows per block
-constexpr int BN = 32;              // keys per tile
+constexpr int D = 128;             // head dim
+constexpr int BM = 128;            // query rows per block
+constexpr int BN = 64;             // keys per tile
 constexpr int WARPS = BM / 16;
 constexpr int THREADS = WARPS * 32;
-constexpr int VEC = 8;              // bf16 values per 16-byte load
-constexpr int HALF = D / 2;         // output columns per P.V pass
+// Shared rows are padded by 16 bytes: the 8 row addresses of an ldmatrix phase then
+// fall in 8 different groups of 4 banks.
+constexpr int LD = D + 8;
+constexpr int S_TILES = BN / 8;    // n8 tiles of a score tile
+constexpr int D_TILES = D / 8;     // n8 tiles of an output row block
 
 typedef __nv_bfloat16 bf16;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> RowA;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> ColB;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> RowB;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> Acc;
 
-// Copies `rows` rows of D values (row stride D) from global memory to shared memory,
-// zero-filling rows from `valid` on so that tails need no special case in the products.
-__device__ __forceinline__ void load_rows(bf16* dst, const bf16* src, int rows, int valid) {
-    constexpr int per_row = D / VEC;
-    for (int i = threadIdx.x; i < rows * per_row; i += THREADS) {
-        const int r = i / per_row;
-        const int c = (i % per_row) * VEC;
-        uint4 value = make_uint4(0, 0, 0, 0);
-        if (r < valid) {
-            value = *reinterpret_cast<const uint4*>(src + (size_t)r * D + c);
-        }
-        *reinterpret_cast<uint4*>(dst + r * D + c) = value;
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Starts copying `BN` rows of D values into shared memory; rows from `valid` on are
+// zero-filled (a source size of 0), so that a tail tile needs no special case.
+__device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int valid) {
+    constexpr int chunks = D / 8;  // 16-byte chunks per row
+    for (int i = threadIdx.x; i < BN * chunks; i += THREADS) {
+        const int r = i / chunks;
+        const int c = (i % chunks) * 8;
+        const bool in = r < valid;
+        const bf16* from = in ? src + (size_t)r * D + c : src;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                         shared_address(dst + r * LD + c)),
+                     "l"(from), "r"(in ? 16 : 0)
+                     : "memory");
     }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits for this thread's copies, then for every thread's: the tile is complete, and
+// every warp is done with what the buffer held before.
+__device__ __forceinline__ void wait_tiles() {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(p))
+                 : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(p))
+                 : "memory");
+}
+
+// c += a b for a 16x16 A fragment and a 16x8 B fragment (b0, b1).
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                    uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two values as bf16x2, `lo` in the low half (the lower column of a fragment pair).
+__device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Columns c and c + 1 of query row `row` (zero past the last row).
+__device__ __forceinline__ uint32_t query_pair(const bf16* q, int row, int c, int q_len) {
+    return row < q_len ? *reinterpret_cast<const uint32_t*>(q + (size_t)row * D + c) : 0u;
+}
+
+__device__ __forceinline__ float row_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+__device__ __forceinline__ float row_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
 }  // namespace
@@ -51,131 +113,142 @@ extern "C" __global__ void __launch_bounds__(THREADS)
 wan_flash_attn_bf16_d128(const bf16* __restrict__ q, const bf16* __restrict__ k,
                          const bf16* __restrict__ v, bf16* __restrict__ o, int q_len,
                          int kv_len, float scale_log2) {
-    // The K and V tiles; before the loop, the block's 64 query rows (the same size).
-    __shared__ __align__(128) bf16 kv[2 * BN * D];
-    __shared__ __align__(128) float scores[WARPS][16 * BN];
-    __shared__ __align__(128) bf16 probs[WARPS][16 * BN];
-    __shared__ __align__(128) float partial[WARPS][16 * HALF];
+    __shared__ __align__(128) bf16 k_tile[BN * LD];
+    __shared__ __align__(128) bf16 v_tile[BN * LD];
 
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
+    const int g = lane / 4;
+    const int t = lane % 4;
     const size_t head = blockIdx.y;
-    const int q0 = blockIdx.x * BM;
     q += head * q_len * D;
     o += head * q_len * D;
     k += head * kv_len * D;
     v += head * kv_len * D;
 
-    // The warp's queries stay in registers for the whole pass.
-    load_rows(kv, q + (size_t)q0 * D, BM, min(BM, q_len - q0));
-    __syncthreads();
-    RowA qf[D / 16];
+    load_tile_async(k_tile, k, min(BN, kv_len));
+
+    // The warp's 16 query rows as A fragments, read once from global memory while the
+    // first K tile loads.
+    const int rows[2] = {(int)blockIdx.x * BM + warp * 16 + g,
+                         (int)blockIdx.x * BM + warp * 16 + g + 8};
+    uint32_t qa[D / 16][4];
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-        wmma::load_matrix_sync(qf[kk], kv + warp * 16 * D + kk * 16, D);
+        const int c = kk * 16 + 2 * t;
+        qa[kk][0] = query_pair(q, rows[0], c, q_len);
+        qa[kk][1] = query_pair(q, rows[1], c, q_len);
+        qa[kk][2] = query_pair(q, rows[0], c + 8, q_len);
+        qa[kk][3] = query_pair(q, rows[1], c + 8, q_len);
     }
-    __syncthreads();
 
-    // Each lane owns half of one of the warp's rows: row lane / 2, and in each half of
-    // the output columns the 32 starting at (lane % 2) * 32.
-    const int row = lane / 2;
-    const int side = lane % 2;
-    float acc[2][32];
+    // Per row (g, then g + 8): the output columns this lane holds, the running maximum
+    // (base 2, scaled) and this lane's share of the running sum.
+    float acc[D_TILES][4];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int d = 0; d < D_TILES; ++d) {
 #pragma unroll
-        for (int c = 0; c < 32; ++c) acc[h][c] = 0.f;
+        for (int e = 0; e < 4; ++e) acc[d][e] = 0.f;
     }
-    float row_max = -INFINITY;
-    float row_sum = 0.f;
+    float running_max[2] = {-INFINITY, -INFINITY};
+    float running_sum[2] = {0.f, 0.f};
+
+    // The ldmatrix row this lane addresses: lanes 8i..8i+7 give the rows of matrix i.
+    const int quad = lane / 8;
+    const int quad_row = lane % 8;
 
     for (int k0 = 0; k0 < kv_len; k0 += BN) {
-        const int valid = min(BN, kv_len - k0);
-        load_rows(kv, k + (size_t)k0 * D, BN, valid);
-        load_rows(kv + BN * D, v + (size_t)k0 * D, BN, valid);
-        __syncthreads();
+        wait_tiles();  // K in; every warp is done with the previous V
+        load_tile_async(v_tile, v + (size_t)k0 * D, min(BN, kv_len - k0));
 
-        // S = Q K^T for the warp's rows (K stored by rows is K^T stored by columns).
+        // S = Q K^T. Matrices 0..3 of an x4 load: keys n*8.., dims kk*16 + 0, 8, 16, 24:
+        // the B fragments of two consecutive k16 steps.
+        float s[S_TILES][4];
 #pragma unroll
-        for (int n = 0; n < BN / 16; ++n) {
-            Acc s;
-            wmma::fill_fragment(s, 0.f);
+        for (int n = 0; n < S_TILES; ++n) {
 #pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                ColB kf;
-                wmma::load_matrix_sync(kf, kv + n * 16 * D + kk * 16, D);
-                wmma::mma_sync(s, qf[kk], kf, s);
+            for (int e = 0; e < 4; ++e) s[n][e] = 0.f;
+        }
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk += 2) {
+#pragma unroll
+            for (int n = 0; n < S_TILES; ++n) {
+                uint32_t b[4];
+                ldmatrix_x4(b, k_tile + (n * 8 + quad_row) * LD + kk * 16 + quad * 8);
+                mma(s[n], qa[kk], b[0], b[1]);
+                mma(s[n], qa[kk + 1], b[2], b[3]);
             }
-            wmma::store_matrix_sync(scores[warp] + n * 16, s, BN, wmma::mem_row_major);
         }
-        __syncwarp();
 
-        // Online softmax in base 2; the two lanes of a row each take 16 of its scores.
-        const float* srow = scores[warp] + row * BN + side * 16;
-        float x[16];
-        float tile_max = -INFINITY;
+        // Online softmax in base 2. Element e of a C fragment is in row e / 2 (g or
+        // g + 8) and key column 2t + e % 2 of its n8 tile.
+        float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-            x[j] = side * 16 + j < valid ? srow[j] * scale_log2 : -INFINITY;
-            tile_max = fmaxf(tile_max, x[j]);
-        }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        // Finite: every tile holds at least one key.
-        const float new_max = fmaxf(row_max, tile_max);
-        const float rescale = exp2f(row_max - new_max);
-        float tile_sum = 0.f;
-        bf16* prow = probs[warp] + row * BN + side * 16;
+        for (int n = 0; n < S_TILES; ++n) {
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-            const float p = exp2f(x[j] - new_max);
-            prow[j] = __float2bfloat16(p);
-            tile_sum += p;
-        }
-        tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
-        row_sum = row_sum * rescale + tile_sum;
-        row_max = new_max;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-#pragma unroll
-            for (int c = 0; c < 32; ++c) acc[h][c] *= rescale;
-        }
-        __syncwarp();
-
-        // O += P V, one half of the columns at a time through the warp's scratch.
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-#pragma unroll
-            for (int n = 0; n < HALF / 16; ++n) {
-                Acc pv;
-                wmma::fill_fragment(pv, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < BN / 16; ++kk) {
-                    RowA pf;
-                    RowB vf;
-                    wmma::load_matrix_sync(pf, probs[warp] + kk * 16, BN);
-                    wmma::load_matrix_sync(vf, kv + BN * D + kk * 16 * D + h * HALF + n * 16, D);
-                    wmma::mma_sync(pv, pf, vf, pv);
-                }
-                wmma::store_matrix_sync(partial[warp] + n * 16, pv, HALF, wmma::mem_row_major);
+            for (int e = 0; e < 4; ++e) {
+                const int key = k0 + n * 8 + 2 * t + e % 2;
+                s[n][e] = key < kv_len ? s[n][e] * scale_log2 : -INFINITY;
+                tile_max[e / 2] = fmaxf(tile_max[e / 2], s[n][e]);
             }
-            __syncwarp();
-            const float* part = partial[warp] + row * HALF + side * 32;
-#pragma unroll
-            for (int c = 0; c < 32; ++c) acc[h][c] += part[c];
-            __syncwarp();
         }
-        // The next tile overwrites K and V.
-        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            // Finite: every tile holds at least one key.
+            const float new_max = fmaxf(running_max[i], row_max(tile_max[i]));
+            const float rescale = exp2f(running_max[i] - new_max);
+            running_max[i] = new_max;
+            running_sum[i] *= rescale;
+#pragma unroll
+            for (int d = 0; d < D_TILES; ++d) {
+                acc[d][2 * i] *= rescale;
+                acc[d][2 * i + 1] *= rescale;
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < S_TILES; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                s[n][e] = exp2f(s[n][e] - running_max[e / 2]);
+                running_sum[e / 2] += s[n][e];
+            }
+        }
+
+        wait_tiles();  // V in; every warp is done with K
+        if (k0 + BN < kv_len) {
+            load_tile_async(k_tile, k + (size_t)(k0 + BN) * D, min(BN, kv_len - k0 - BN));
+        }
+
+        // O += P V. The C fragments of score tiles 2j and 2j + 1 are the A fragment of
+        // keys 16j..16j+15. Matrices 0..3 of a transposed x4 load: keys 16j + 0, 8,
+        // 0, 8 and dims d*8, d*8, d*8 + 8, d*8 + 8: the B fragments of two n8 tiles.
+#pragma unroll
+        for (int j = 0; j < BN / 16; ++j) {
+            const uint32_t pa[4] = {pack(s[2 * j][0], s[2 * j][1]),
+                                    pack(s[2 * j][2], s[2 * j][3]),
+                                    pack(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                    pack(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+            for (int d = 0; d < D_TILES; d += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(
+                    b, v_tile + (j * 16 + (quad % 2) * 8 + quad_row) * LD + (d + quad / 2) * 8);
+                mma(acc[d], pa, b[0], b[1]);
+                mma(acc[d + 1], pa, b[2], b[3]);
+            }
+        }
     }
 
-    const int r = q0 + warp * 16 + row;
-    if (r < q_len) {
-        const float inv = 1.f / row_sum;
-        bf16* out = o + (size_t)r * D + side * 32;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 2; ++i) {
+        // Every lane shuffles, whether or not its row exists.
+        const float inv = 1.f / row_sum(running_sum[i]);
+        if (rows[i] < q_len) {
+            uint32_t* out = reinterpret_cast<uint32_t*>(o + (size_t)rows[i] * D + 2 * t);
 #pragma unroll
-            for (int c = 0; c < 32; ++c) out[h * HALF + c] = __float2bfloat16(acc[h][c] * inv);
+            for (int d = 0; d < D_TILES; ++d) {
+                out[d * 4] = pack(acc[d][2 * i] * inv, acc[d][2 * i + 1] * inv);
+            }
         }
     }
 }
