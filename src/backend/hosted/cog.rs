@@ -134,8 +134,7 @@ impl Protocol for Cog {
 
     async fn cancel(&self, http: &Http, job: &Job) -> Result<(), BackendError> {
         if let Some(url) = &job.cancel {
-            http.send(&Call::new(Method::POST, url.clone(), Kind::Repeatable))
-                .await?;
+            http.send(&Call::post(url.clone())).await?;
         }
         Ok(())
     }

@@ -67,9 +67,7 @@ impl Protocol for Fal {
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
         let mut token_url = join(&self.storage, "storage/auth/token")?;
         token_url.set_query(Some("storage_type=fal-cdn-v3"));
-        let token = http
-            .send(&Call::new(Method::POST, token_url, Kind::Repeatable).json(json!({})))
-            .await?;
+        let token = http.send(&Call::post(token_url).json(json!({}))).await?;
         let base = url_at(&token, "/base_url")?;
         http.check_foreign_url(&base)?;
         let mut authorization = HeaderValue::from_str(&format!(
@@ -79,7 +77,7 @@ impl Protocol for Fal {
         ))
         .map_err(|_| BackendError::Protocol("the storage token cannot be sent".into()))?;
         authorization.set_sensitive(true);
-        let upload = Call::new(Method::POST, join(&base, "files/upload")?, Kind::Repeatable)
+        let upload = Call::post(join(&base, "files/upload")?)
             .header(AUTHORIZATION, authorization)
             .header(
                 HeaderName::from_static("x-fal-file-name"),
@@ -95,8 +93,7 @@ impl Protocol for Fal {
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
         let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let call =
-            Call::new(Method::POST, join(&self.queue, &self.model)?, Kind::Create).json(input);
+        let call = Call::create(join(&self.queue, &self.model)?, input);
         let body = http.send(&call).await?;
         // The returned URLs drop the endpoint's sub-path: use them, do not rebuild them.
         let mut job = Job::new(

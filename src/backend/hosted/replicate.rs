@@ -1,12 +1,11 @@
 //! Replicate: `POST /v1/models/{owner}/{name}/predictions` (or `/v1/predictions` with a
 //! version), poll `urls.get`, cancel `urls.cancel`; inputs uploaded to `/v1/files`.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::fields::Fields;
-use super::http::{Body, Call, Http, Kind};
+use super::http::{Body, Call, Http};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
 use super::{Provider, field, join, text, url_at};
 use crate::backend::{BackendError, Capabilities, Resolution};
@@ -43,12 +42,7 @@ impl Protocol for Replicate {
     }
 
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
-        let call = Call::new(
-            Method::POST,
-            join(&self.base, "v1/files")?,
-            Kind::Repeatable,
-        )
-        .body(Body::File {
+        let call = Call::post(join(&self.base, "v1/files")?).body(Body::File {
             field: "content",
             file_name: media.file_name,
             content_type: media.content_type,
@@ -69,7 +63,7 @@ impl Protocol for Replicate {
                 json!({"input": input}),
             ),
         };
-        let call = Call::new(Method::POST, join(&self.base, &path)?, Kind::Create).json(body);
+        let call = Call::create(join(&self.base, &path)?, body);
         let reply = http.send(&call).await?;
         let id = text(&reply, "/id")?.to_owned();
         let own = |path: String| join(&self.base, &path);
@@ -103,8 +97,7 @@ impl Protocol for Replicate {
 
     async fn cancel(&self, http: &Http, job: &Job) -> Result<(), BackendError> {
         if let Some(url) = &job.cancel {
-            http.send(&Call::new(Method::POST, url.clone(), Kind::Repeatable))
-                .await?;
+            http.send(&Call::post(url.clone())).await?;
         }
         Ok(())
     }

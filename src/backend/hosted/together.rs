@@ -2,12 +2,11 @@
 //! and no cancel request: the clip goes inline as a data URI, and an abandoned job runs
 //! to its end remotely.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::fields::{Fields, ImageField};
-use super::http::{Call, Http, Kind};
+use super::http::{Call, Http};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
 use super::{Provider, field, join, text};
 use crate::backend::{BackendError, Capabilities, Resolution};
@@ -66,8 +65,7 @@ impl Protocol for Together {
         body.insert("width".into(), json!(inputs.size.width));
         body.insert("height".into(), json!(inputs.size.height));
         body.insert("media".into(), media);
-        let call = Call::new(Method::POST, join(&self.base, "v2/videos")?, Kind::Create)
-            .json(Value::Object(body));
+        let call = Call::create(join(&self.base, "v2/videos")?, Value::Object(body));
         let id = text(&http.send(&call).await?, "/id")?.to_owned();
         let poll = join(&self.base, &format!("v2/videos/{id}"))?;
         Ok(Job::new(id, poll))

@@ -62,12 +62,7 @@ impl Protocol for Wavespeed {
     }
 
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
-        let ticket = Call::new(
-            Method::POST,
-            join(&self.base, "api/v3/media/uploads")?,
-            Kind::Repeatable,
-        )
-        .json(json!({
+        let ticket = Call::post(join(&self.base, "api/v3/media/uploads")?).json(json!({
             "filename": media.file_name,
             "size": media.data.len(),
             "content_type": media.content_type,
@@ -101,12 +96,7 @@ impl Protocol for Wavespeed {
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
         let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let call = Call::new(
-            Method::POST,
-            join(&self.base, &format!("api/v3/{}", self.model))?,
-            Kind::Create,
-        )
-        .json(input);
+        let call = Call::create(join(&self.base, &format!("api/v3/{}", self.model))?, input);
         let job = data(http.send(&call).await?)?;
         let id = text(&job, "/id")?.to_owned();
         let poll = url_at(&job, "/urls/get")
