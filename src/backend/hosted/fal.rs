@@ -10,7 +10,7 @@ use url::Url;
 use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
-use super::{Provider, field, join, text, url_at};
+use super::{Provider, error_text, field, join, text, url_at};
 use crate::backend::{BackendError, Capabilities, Resolution};
 
 pub const PROVIDER: Provider = Provider {
@@ -123,11 +123,7 @@ impl Protocol for Fal {
             }
         }
         if let Some(error) = field(&body, "/error") {
-            return Ok(Poll::Failed(
-                error
-                    .as_str()
-                    .map_or_else(|| error.to_string(), str::to_owned),
-            ));
+            return Ok(Poll::Failed(error_text(error)));
         }
         let result_url = job.result.clone().expect("fal jobs have a response URL");
         let result = http.send(&Call::get(result_url)).await?;

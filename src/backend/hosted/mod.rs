@@ -9,6 +9,7 @@ mod fal;
 mod fields;
 mod http;
 pub mod media;
+mod prediction;
 mod replicate;
 mod runner;
 mod together;
@@ -269,6 +270,13 @@ fn text<'a>(body: &'a Value, pointer: &str) -> Result<&'a str, BackendError> {
             short(body)
         ))
     })
+}
+
+/// A provider's error value as text: a string as it is, anything else as its JSON.
+fn error_text(error: &Value) -> String {
+    error
+        .as_str()
+        .map_or_else(|| error.to_string(), str::to_owned)
 }
 
 /// The URL at a JSON pointer.

@@ -6,8 +6,9 @@ use url::Url;
 
 use super::fields::Fields;
 use super::http::{Body, Call, Http};
-use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
-use super::{Provider, field, join, text, url_at};
+use super::prediction::{self, ListOutput};
+use super::runner::{Inputs, Job, Media, Poll, Protocol};
+use super::{Provider, join, text, url_at};
 use crate::backend::{BackendError, Capabilities, Resolution};
 
 pub const PROVIDER: Provider = Provider {
@@ -80,44 +81,10 @@ impl Protocol for Replicate {
 
     async fn poll(&self, http: &Http, job: &Job) -> Result<Poll, BackendError> {
         let body = http.send(&Call::get(job.poll.clone())).await?;
-        Ok(match text(&body, "/status")? {
-            "succeeded" => Poll::Done(Output::parse(output_url(&body)?)?),
-            status @ ("failed" | "canceled" | "aborted") => Poll::Failed(
-                field(&body, "/error")
-                    .map(error_text)
-                    .unwrap_or_else(|| format!("prediction {status}")),
-            ),
-            _ => Poll::Pending {
-                progress: field(&body, "/logs")
-                    .and_then(Value::as_str)
-                    .and_then(tqdm_progress),
-            },
-        })
+        prediction::poll(&body, ListOutput::First)
     }
 
     async fn cancel(&self, http: &Http, job: &Job) -> Result<(), BackendError> {
-        if let Some(url) = &job.cancel {
-            http.send(&Call::post(url.clone())).await?;
-        }
-        Ok(())
+        prediction::cancel(http, job).await
     }
-}
-
-/// `output` is one URL for the edit model; list outputs give their first.
-fn output_url(body: &Value) -> Result<&str, BackendError> {
-    match field(body, "/output") {
-        Some(Value::String(url)) => Ok(url),
-        Some(Value::Array(items)) => items.iter().find_map(Value::as_str).ok_or_else(|| {
-            BackendError::Protocol("the prediction's output list holds no URL".into())
-        }),
-        _ => Err(BackendError::Protocol(
-            "the prediction succeeded without an output".into(),
-        )),
-    }
-}
-
-fn error_text(error: &Value) -> String {
-    error
-        .as_str()
-        .map_or_else(|| error.to_string(), str::to_owned)
 }
