@@ -23,7 +23,7 @@ use super::http::{Call, Http, Kind};
 use super::join;
 use super::prediction::{self, ListOutput};
 use super::runner::{Inputs, Job, Media, Poll, Protocol};
-use crate::backend::{BackendError, Capabilities, FrameCounts, Resolution};
+use crate::backend::{BackendError, Resolution};
 
 pub struct Server {
     pub url: Url,
@@ -73,17 +73,6 @@ impl Cog {
 }
 
 impl Protocol for Cog {
-    fn name(&self) -> &'static str {
-        "cog"
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        Capabilities {
-            frame_counts: FrameCounts::WAN,
-            ..Fields::DIFFUSERS.capabilities(resolution, self.servers.len())
-        }
-    }
-
     async fn stage(&self, _http: &Http, media: Media) -> Result<String, BackendError> {
         // Cog reads data URIs; a server has no upload API of its own.
         Ok(media.data_uri())

@@ -11,7 +11,7 @@ use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
 use super::{Provider, error_text, field, join, text, url_at};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use crate::backend::{BackendError, Resolution};
 
 pub const PROVIDER: Provider = Provider {
     name: "fal",
@@ -30,7 +30,6 @@ pub struct Fal {
     pub model: String,
     pub fields: Fields,
     pub resolution: Resolution,
-    pub max_concurrency: usize,
 }
 
 /// The inputs of a fal endpoint; others are assumed to follow the Wan 2.7 edit endpoint.
@@ -56,14 +55,6 @@ pub fn fields(model: &str) -> Fields {
 }
 
 impl Protocol for Fal {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.fields.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
         let mut token_url = join(&self.storage, "storage/auth/token")?;
         token_url.set_query(Some("storage_type=fal-cdn-v3"));

@@ -21,8 +21,8 @@ use serde_json::Value;
 use url::Url;
 
 use self::http::{Auth, Http};
-use self::runner::{Hosted, Protocol};
-use crate::backend::{Backend, BackendConfig, BackendError, BackendKind, ConfigError};
+use self::runner::{Hosted, Profile, Protocol};
+use crate::backend::{Backend, BackendConfig, BackendError, BackendKind, ConfigError, FrameCounts};
 
 /// Bounds on what a provider may send back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,14 @@ impl Default for Limits {
 /// Jobs a hosted provider runs at once for one element; the provider's rate limits (429)
 /// are the real bound.
 const PROVIDER_CONCURRENCY: usize = 32;
+
+/// Hosted Wan models take clips of 2 to 10 s; at 16 fps and 4n+1 frames that is 33 to 81
+/// (Wan's own limit).
+const HOSTED_FRAMES: FrameCounts = FrameCounts {
+    min: 33,
+    max: 81,
+    four_n_plus_one: true,
+};
 
 /// What sets a provider apart before any request: its name, key and defaults.
 #[derive(Debug, Clone, Copy)]
@@ -139,9 +147,19 @@ pub fn create(
             }
             _ => None,
         };
+        let fields = fields::Fields::DIFFUSERS;
+        fields.check("cog", "cog", &config.params)?;
+        let profile = Profile {
+            name: "cog",
+            // The user's own server runs Wan: any length Wan takes, not only what the
+            // hosted models take.
+            frame_counts: FrameCounts::WAN,
+            reference_image: fields.reference_image.is_some(),
+            // One prediction at a time on each server.
+            max_concurrency: servers.len(),
+        };
         let protocol = cog::Cog::new(servers);
-        fields::Fields::DIFFUSERS.check("cog", "cog", &config.params)?;
-        return Ok(hosted(protocol, http(&urls, auth)?, config));
+        return Ok(hosted(profile, protocol, http(&urls, auth)?, config));
     }
 
     let provider = Provider::of(kind).ok_or(ConfigError::NotBuilt(kind.nick()))?;
@@ -149,6 +167,12 @@ pub fn create(
     let model = provider.model(config)?;
     let endpoint = provider.endpoint(config)?;
     let check = |fields: fields::Fields| fields.check(provider.name, &model, &config.params);
+    let profile = |fields: fields::Fields| Profile {
+        name: provider.name,
+        frame_counts: HOSTED_FRAMES,
+        reference_image: fields.reference_image.is_some(),
+        max_concurrency: PROVIDER_CONCURRENCY,
+    };
     Ok(match kind {
         BackendKind::Replicate => {
             let fields = replicate::fields(&model);
@@ -158,9 +182,13 @@ pub fn create(
                 model,
                 fields,
                 resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
             };
-            hosted(protocol, http(&[endpoint], Some(auth))?, config)
+            hosted(
+                profile(fields),
+                protocol,
+                http(&[endpoint], Some(auth))?,
+                config,
+            )
         }
         BackendKind::Fal => {
             let fields = fal::fields(&model);
@@ -176,9 +204,13 @@ pub fn create(
                 model,
                 fields,
                 resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
             };
-            hosted(protocol, http(&[endpoint, storage], Some(auth))?, config)
+            hosted(
+                profile(fields),
+                protocol,
+                http(&[endpoint, storage], Some(auth))?,
+                config,
+            )
         }
         BackendKind::Wavespeed => {
             let fields = wavespeed::fields(&model);
@@ -188,26 +220,40 @@ pub fn create(
                 model,
                 fields,
                 resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
             };
-            hosted(protocol, http(&[endpoint], Some(auth))?, config)
+            hosted(
+                profile(fields),
+                protocol,
+                http(&[endpoint], Some(auth))?,
+                config,
+            )
         }
         BackendKind::Together => {
-            check(together::FIELDS)?;
+            let fields = together::FIELDS;
+            check(fields)?;
             let protocol = together::Together {
                 base: endpoint.clone(),
                 model,
                 resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
             };
-            hosted(protocol, http(&[endpoint], Some(auth))?, config)
+            hosted(
+                profile(fields),
+                protocol,
+                http(&[endpoint], Some(auth))?,
+                config,
+            )
         }
         _ => return Err(ConfigError::NotBuilt(kind.nick())),
     })
 }
 
-fn hosted(protocol: impl Protocol, http: Http, config: &BackendConfig) -> Arc<dyn Backend> {
-    Arc::new(Hosted::new(protocol, http, config.job_timeout))
+fn hosted(
+    profile: Profile,
+    protocol: impl Protocol,
+    http: Http,
+    config: &BackendConfig,
+) -> Arc<dyn Backend> {
+    Arc::new(Hosted::new(profile, protocol, http, config.job_timeout))
 }
 
 fn cog_servers(config: &BackendConfig) -> Result<Vec<cog::Server>, ConfigError> {

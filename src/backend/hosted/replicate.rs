@@ -9,7 +9,7 @@ use super::http::{Body, Call, Http};
 use super::prediction::{self, ListOutput};
 use super::runner::{Inputs, Job, Media, Poll, Protocol};
 use super::{Provider, join, text, url_at};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use crate::backend::{BackendError, Resolution};
 
 pub const PROVIDER: Provider = Provider {
     name: "replicate",
@@ -25,7 +25,6 @@ pub struct Replicate {
     pub model: String,
     pub fields: Fields,
     pub resolution: Resolution,
-    pub max_concurrency: usize,
 }
 
 /// The inputs of a model; others are assumed to follow the Wan 2.7 edit model.
@@ -34,14 +33,6 @@ pub fn fields(_model: &str) -> Fields {
 }
 
 impl Protocol for Replicate {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.fields.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
         let call = Call::post(join(&self.base, "v1/files")?).body(Body::File {
             field: "content",

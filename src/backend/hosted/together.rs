@@ -9,7 +9,7 @@ use super::fields::{Fields, ImageField};
 use super::http::{Call, Http};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
 use super::{Provider, field, join, text};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use crate::backend::{BackendError, Resolution};
 
 pub const PROVIDER: Provider = Provider {
     name: "together",
@@ -38,18 +38,9 @@ pub struct Together {
     pub base: Url,
     pub model: String,
     pub resolution: Resolution,
-    pub max_concurrency: usize,
 }
 
 impl Protocol for Together {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        FIELDS.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, _http: &Http, media: Media) -> Result<String, BackendError> {
         Ok(media.data_uri())
     }

@@ -11,7 +11,7 @@ use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
 use super::{Provider, field, join, text, url_at};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use crate::backend::{BackendError, Resolution};
 
 pub const PROVIDER: Provider = Provider {
     name: "wavespeed",
@@ -26,7 +26,6 @@ pub struct Wavespeed {
     pub model: String,
     pub fields: Fields,
     pub resolution: Resolution,
-    pub max_concurrency: usize,
 }
 
 /// The inputs of a model; others are assumed to follow Alibaba's Wan 2.7 video edit.
@@ -53,14 +52,6 @@ fn data(mut body: Value) -> Result<Value, BackendError> {
 }
 
 impl Protocol for Wavespeed {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.fields.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
         let ticket = Call::post(join(&self.base, "api/v3/media/uploads")?).json(json!({
             "filename": media.file_name,
