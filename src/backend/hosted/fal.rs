@@ -10,8 +10,8 @@ use url::Url;
 use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
-use super::{Provider, error_text, field, join, text, url_at};
-use crate::backend::{BackendError, Resolution};
+use super::{Model, Provider, error_text, field, join, text, url_at};
+use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
     name: "fal",
@@ -19,17 +19,15 @@ pub const PROVIDER: Provider = Provider {
     auth_scheme: "Key",
     endpoint: "https://queue.fal.run",
     model: Some("fal-ai/wan/v2.7/edit-video"),
+    fields,
+    // fal keeps storage on another host than the queue.
+    storage: Some("https://rest.fal.ai"),
 };
 
-/// fal keeps storage on another host than the queue.
-pub const STORAGE: &str = "https://rest.fal.ai";
-
 pub struct Fal {
-    pub queue: Url,
+    /// Its base is fal's queue.
+    pub model: Model,
     pub storage: Url,
-    pub model: String,
-    pub fields: Fields,
-    pub resolution: Resolution,
 }
 
 /// The inputs of a fal endpoint; others are assumed to follow the Wan 2.7 edit endpoint.
@@ -83,8 +81,8 @@ impl Protocol for Fal {
     }
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
-        let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let call = Call::create(join(&self.queue, &self.model)?, input);
+        let input = Value::Object(self.model.input(&inputs));
+        let call = Call::create(self.model.url(&self.model.id)?, input);
         let body = http.send(&call).await?;
         // The returned URLs drop the endpoint's sub-path: use them, do not rebuild them.
         let mut job = Job::new(

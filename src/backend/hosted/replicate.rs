@@ -2,14 +2,13 @@
 //! version), poll `urls.get`, cancel `urls.cancel`; inputs uploaded to `/v1/files`.
 
 use serde_json::{Value, json};
-use url::Url;
 
 use super::fields::Fields;
 use super::http::{Body, Call, Http};
 use super::prediction::{self, ListOutput};
 use super::runner::{Inputs, Job, Media, Poll, Protocol};
-use super::{Provider, join, text, url_at};
-use crate::backend::{BackendError, Resolution};
+use super::{Model, Provider, text, url_at};
+use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
     name: "replicate",
@@ -17,14 +16,13 @@ pub const PROVIDER: Provider = Provider {
     auth_scheme: "Bearer",
     endpoint: "https://api.replicate.com",
     model: Some("wan-video/wan-2.7-videoedit"),
+    fields,
+    storage: None,
 };
 
 pub struct Replicate {
-    pub base: Url,
-    /// `owner/name`, or `owner/name:version` for a pinned version.
-    pub model: String,
-    pub fields: Fields,
-    pub resolution: Resolution,
+    /// Its id is `owner/name`, or `owner/name:version` for a pinned version.
+    pub model: Model,
 }
 
 /// The inputs of a model; others are assumed to follow the Wan 2.7 edit model.
@@ -34,7 +32,7 @@ pub fn fields(_model: &str) -> Fields {
 
 impl Protocol for Replicate {
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
-        let call = Call::post(join(&self.base, "v1/files")?).body(Body::File {
+        let call = Call::post(self.model.url("v1/files")?).body(Body::File {
             field: "content",
             file_name: media.file_name,
             content_type: media.content_type,
@@ -44,21 +42,21 @@ impl Protocol for Replicate {
     }
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
-        let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let (path, body) = match self.model.split_once(':') {
+        let input = Value::Object(self.model.input(&inputs));
+        let (path, body) = match self.model.id.split_once(':') {
             Some((_, version)) => (
                 "v1/predictions".to_owned(),
                 json!({"version": version, "input": input}),
             ),
             None => (
-                format!("v1/models/{}/predictions", self.model),
+                format!("v1/models/{}/predictions", self.model.id),
                 json!({"input": input}),
             ),
         };
-        let call = Call::create(join(&self.base, &path)?, body);
+        let call = Call::create(self.model.url(&path)?, body);
         let reply = http.send(&call).await?;
         let id = text(&reply, "/id")?.to_owned();
-        let own = |path: String| join(&self.base, &path);
+        let own = |path: String| self.model.url(&path);
         let mut job = Job::new(
             id.clone(),
             url_at(&reply, "/urls/get").or_else(|_| own(format!("v1/predictions/{id}")))?,
