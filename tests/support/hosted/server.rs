@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use gstwanedit::backend::BackendKind;
 use serde_json::{Value, json};
 
 use super::edit_clip;
@@ -24,6 +25,19 @@ pub enum Kind {
     Wavespeed,
     Together,
     Cog,
+}
+
+impl Kind {
+    /// The backend that speaks to this server.
+    pub fn backend(self) -> BackendKind {
+        match self {
+            Kind::Replicate => BackendKind::Replicate,
+            Kind::Fal => BackendKind::Fal,
+            Kind::Wavespeed => BackendKind::Wavespeed,
+            Kind::Together => BackendKind::Together,
+            Kind::Cog => BackendKind::Cog,
+        }
+    }
 }
 
 /// What a request was for, for faults and for counting.
