@@ -286,8 +286,21 @@ fn launch(description: &str, editor: Editor) -> (gst::Pipeline, gst_app::AppSink
     (pipeline, sink)
 }
 
-fn collect(sink: &gst_app::AppSink) -> Vec<gst::Sample> {
-    std::iter::from_fn(|| sink.try_pull_sample(gst::ClockTime::from_seconds(30))).collect()
+/// Pulls every sample the playing `pipeline` brings to `sink`, stops it, and checks that
+/// the stream ended with EOS; returns the samples and the bus messages.
+fn pull_to_eos(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+) -> (Vec<gst::Sample>, Vec<gst::Message>) {
+    let samples =
+        std::iter::from_fn(|| sink.try_pull_sample(gst::ClockTime::from_seconds(30))).collect();
+    let messages = bus_messages(pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(
+        messages.last().unwrap().view(),
+        gst::MessageView::Eos(_)
+    ));
+    (samples, messages)
 }
 
 #[test]
@@ -299,13 +312,7 @@ fn a_parsed_pipeline_edits_every_frame_with_the_application_backend() {
         Editor::tint(|_| [255, 0, 0]),
     );
     pipeline.set_state(gst::State::Playing).unwrap();
-    let samples = collect(&sink);
-    let messages = bus_messages(&pipeline);
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(matches!(
-        messages.last().unwrap().view(),
-        gst::MessageView::Eos(_)
-    ));
+    let (samples, messages) = pull_to_eos(&pipeline, &sink);
     assert_eq!(samples.len(), 30);
     for (i, s) in samples.iter().enumerate() {
         let b = s.buffer().unwrap();
@@ -659,13 +666,7 @@ fn a_flushing_seek_in_a_real_pipeline_restarts_cleanly() {
             gst::ClockTime::from_mseconds(1600),
         )
         .unwrap();
-    let samples = collect(&sink);
-    let messages = bus_messages(&pipeline);
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(matches!(
-        messages.last().unwrap().view(),
-        gst::MessageView::Eos(_)
-    ));
+    let (samples, _) = pull_to_eos(&pipeline, &sink);
     // After the seek: frames 10 to 39, in order, each once; before it only a prefix.
     let pts: Vec<u64> = samples
         .iter()

@@ -17,15 +17,10 @@ use gstwanedit::backend::{
     JobReporter, RgbFrame, WindowId,
 };
 use hosted::server::KEY;
-use hosted::{Fault, Kind, Mock, Output, Route};
+use hosted::{Fault, Kind, Mock, Output, Route, Seen};
 
-fn backend_with(
-    kind: BackendKind,
-    mock: &Mock,
-    key: &str,
-    job_timeout: u64,
-    limits: Limits,
-) -> Arc<dyn Backend> {
+fn backend_with(mock: &Mock, key: &str, job_timeout: u64, limits: Limits) -> Arc<dyn Backend> {
+    let kind = mock.kind.backend();
     let config = BackendConfig {
         kind,
         model: None,
@@ -42,8 +37,8 @@ fn backend_with(
     gstwanedit::backend::hosted::create(kind, &BackendConfig { model, ..config }, limits).unwrap()
 }
 
-fn backend(kind: BackendKind, mock: &Mock) -> Arc<dyn Backend> {
-    backend_with(kind, mock, KEY, 60, Limits::default())
+fn backend(mock: &Mock) -> Arc<dyn Backend> {
+    backend_with(mock, KEY, 60, Limits::default())
 }
 
 fn request() -> EditRequest {
@@ -86,10 +81,45 @@ fn wait_for(mock: &Mock, route: Route, count: usize) -> bool {
     false
 }
 
+/// Serves `fault` to the create of a `kind` job, edits with `job_timeout`, and returns the
+/// edit's error once it is clear that the create went out once: the job may exist, so it
+/// is never created twice.
+fn failed_create(kind: Kind, fault: Fault, job_timeout: u64) -> BackendError {
+    let mock = Mock::start(kind);
+    mock.fault(Route::Create, fault);
+    let error = edit(&backend_with(&mock, KEY, job_timeout, Limits::default())).unwrap_err();
+    assert_eq!(
+        mock.count(Route::Create),
+        1,
+        "the job may exist: never created twice ({error})"
+    );
+    error
+}
+
+/// A `kind` server whose jobs never end.
+fn endless(kind: Kind) -> Arc<Mock> {
+    let mock = Mock::start(kind);
+    mock.never_finish
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    mock
+}
+
+/// The cancel request, once the server has seen it.
+fn cancel_sent(mock: &Mock) -> Seen {
+    assert!(
+        wait_for(mock, Route::Cancel, 1),
+        "the cancel request was sent"
+    );
+    mock.seen()
+        .into_iter()
+        .find(|s| s.route == Route::Cancel)
+        .unwrap()
+}
+
 #[test]
 fn a_good_edit_returns_the_providers_clip_as_it_came() {
     let mock = Mock::start(Kind::Replicate);
-    let clip = edit(&backend(BackendKind::Replicate, &mock)).unwrap();
+    let clip = edit(&backend(&mock)).unwrap();
     // 33 frames at 16 fps last 2.0625 s: at 24 fps that is 50 frames, at half the size.
     assert_eq!(clip.frames.len(), 50);
     assert_eq!(
@@ -107,13 +137,7 @@ fn a_good_edit_returns_the_providers_clip_as_it_came() {
 #[test]
 fn a_refused_key_is_an_error_naming_the_environment_variable() {
     let mock = Mock::start(Kind::Replicate);
-    let backend = backend_with(
-        BackendKind::Replicate,
-        &mock,
-        "wrong-key",
-        60,
-        Limits::default(),
-    );
+    let backend = backend_with(&mock, "wrong-key", 60, Limits::default());
     let error = edit(&backend).unwrap_err();
     let BackendError::Http { status, message } = &error else {
         panic!("{error:?}");
@@ -129,20 +153,15 @@ fn a_refused_key_is_an_error_naming_the_environment_variable() {
 
 #[test]
 fn bad_input_fails_at_once_with_the_providers_detail() {
-    let mock = Mock::start(Kind::Fal);
-    mock.fault(
-        Route::Create,
-        Fault::new(
-            422,
-            r#"{"detail":[{"loc":["body","video_url"],"msg":"video must last 2 to 10 s","type":"value_error"}]}"#,
-        ),
+    let fault = Fault::new(
+        422,
+        r#"{"detail":[{"loc":["body","video_url"],"msg":"video must last 2 to 10 s","type":"value_error"}]}"#,
     );
-    let error = edit(&backend(BackendKind::Fal, &mock)).unwrap_err();
+    let error = failed_create(Kind::Fal, fault, 60);
     assert_eq!(
         error.to_string(),
         "HTTP 422: body.video_url: video must last 2 to 10 s"
     );
-    assert_eq!(mock.count(Route::Create), 1);
 }
 
 #[test]
@@ -156,7 +175,7 @@ fn a_throttled_create_waits_for_retry_after_then_succeeds() {
         )
         .header("retry-after", "1"),
     );
-    edit(&backend(BackendKind::Replicate, &mock)).unwrap();
+    edit(&backend(&mock)).unwrap();
     let creates: Vec<_> = mock
         .seen()
         .into_iter()
@@ -180,7 +199,7 @@ fn server_errors_on_polls_are_retried_with_backoff() {
             Fault::new(500, r#"{"code":500,"message":"internal error"}"#),
         );
     }
-    edit(&backend(BackendKind::Wavespeed, &mock)).unwrap();
+    edit(&backend(&mock)).unwrap();
     assert!(
         mock.count(Route::Poll) >= 3,
         "two failed polls, then the ones that worked"
@@ -190,86 +209,51 @@ fn server_errors_on_polls_are_retried_with_backoff() {
 
 #[test]
 fn a_server_error_on_create_is_not_sent_again() {
-    let mock = Mock::start(Kind::Together);
-    mock.fault(
-        Route::Create,
-        Fault::new(
-            503,
-            r#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#,
-        ),
+    let fault = Fault::new(
+        503,
+        r#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#,
     );
-    let error = edit(&backend(BackendKind::Together, &mock)).unwrap_err();
+    let error = failed_create(Kind::Together, fault, 60);
     assert_eq!(error.to_string(), "HTTP 503: The server is overloaded");
-    assert_eq!(
-        mock.count(Route::Create),
-        1,
-        "the job may exist: never created twice"
-    );
 }
 
 #[test]
 fn a_create_that_never_answers_ends_at_job_timeout() {
-    let mock = Mock::start(Kind::Replicate);
-    mock.fault(
-        Route::Create,
-        Fault::new(201, "{}").delay(Duration::from_secs(30)),
-    );
-    let backend = backend_with(BackendKind::Replicate, &mock, KEY, 2, Limits::default());
-    let error = edit(&backend).unwrap_err();
+    let fault = Fault::new(201, "{}").delay(Duration::from_secs(30));
+    let error = failed_create(Kind::Replicate, fault, 2);
     assert!(
         matches!(error, BackendError::Timeout(t) if t == Duration::from_secs(2)),
         "{error:?}"
     );
-    assert_eq!(mock.count(Route::Create), 1);
 }
 
 #[test]
 fn a_failed_job_carries_the_models_message() {
     let mock = Mock::start(Kind::Fal);
     *mock.fail_with.lock().unwrap() = Some("CUDA out of memory".into());
-    let error = edit(&backend(BackendKind::Fal, &mock)).unwrap_err();
+    let error = edit(&backend(&mock)).unwrap_err();
     assert_eq!(error.to_string(), "job job0002 failed: CUDA out of memory");
 }
 
 #[test]
 fn a_job_that_never_ends_is_cancelled_at_job_timeout() {
-    let mock = Mock::start(Kind::Replicate);
-    mock.never_finish
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let backend = backend_with(BackendKind::Replicate, &mock, KEY, 3, Limits::default());
+    let mock = endless(Kind::Replicate);
+    let backend = backend_with(&mock, KEY, 3, Limits::default());
     let error = edit(&backend).unwrap_err();
     assert!(matches!(error, BackendError::Timeout(_)), "{error:?}");
-    assert!(
-        wait_for(&mock, Route::Cancel, 1),
-        "the cancel request was sent"
-    );
-    let cancel = mock
-        .seen()
-        .into_iter()
-        .find(|s| s.route == Route::Cancel)
-        .unwrap();
+    let cancel = cancel_sent(&mock);
     assert_eq!(cancel.path, "/v1/predictions/job0002/cancel");
 }
 
 #[test]
 fn dropping_an_edit_cancels_its_job() {
-    let mock = Mock::start(Kind::Fal);
-    mock.never_finish
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let backend = backend(BackendKind::Fal, &mock);
+    let mock = endless(Kind::Fal);
+    let backend = backend(&mock);
     let edit = backend.edit(request());
     let running = runtime().spawn(edit);
     assert!(wait_for(&mock, Route::Poll, 1));
     running.abort();
-    assert!(
-        wait_for(&mock, Route::Cancel, 1),
-        "the cancel request was sent"
-    );
-    let cancel = mock
-        .seen()
-        .into_iter()
-        .find(|s| s.route == Route::Cancel)
-        .unwrap();
+    let cancel = cancel_sent(&mock);
     assert_eq!(cancel.method, "PUT");
     assert_eq!(cancel.path, "/fal-ai/wan/requests/job0002/cancel");
 }
@@ -278,7 +262,7 @@ fn dropping_an_edit_cancels_its_job() {
 fn a_truncated_clip_is_an_output_error() {
     let mock = Mock::start(Kind::Wavespeed);
     *mock.output.lock().unwrap() = Output::Truncated;
-    let error = edit(&backend(BackendKind::Wavespeed, &mock)).unwrap_err();
+    let error = edit(&backend(&mock)).unwrap_err();
     assert!(matches!(error, BackendError::Output(_)), "{error:?}");
 }
 
@@ -286,7 +270,7 @@ fn a_truncated_clip_is_an_output_error() {
 fn an_expired_output_url_is_an_error_that_says_so() {
     let mock = Mock::start(Kind::Replicate);
     *mock.output.lock().unwrap() = Output::Expired;
-    let error = edit(&backend(BackendKind::Replicate, &mock)).unwrap_err();
+    let error = edit(&backend(&mock)).unwrap_err();
     let text = error.to_string();
     assert!(text.contains("has expired or is gone: HTTP 403"), "{text}");
     assert!(text.contains("Request has expired"), "{text}");
@@ -296,15 +280,10 @@ fn an_expired_output_url_is_an_error_that_says_so() {
 fn an_output_over_the_size_cap_is_refused() {
     let mock = Mock::start(Kind::Fal);
     *mock.output.lock().unwrap() = Output::Padded(20_000);
-    let backend = backend_with(
-        BackendKind::Fal,
-        &mock,
-        KEY,
-        60,
-        Limits {
-            max_output_bytes: 16_000,
-        },
-    );
+    let limits = Limits {
+        max_output_bytes: 16_000,
+    };
+    let backend = backend_with(&mock, KEY, 60, limits);
     let error = edit(&backend).unwrap_err();
     assert!(
         error.to_string().contains("over the 16000 byte cap"),
@@ -317,7 +296,7 @@ fn malformed_json_is_a_protocol_error_and_the_lost_job_is_cancelled() {
     let mock = Mock::start(Kind::Replicate);
     mock.malformed
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let error = edit(&backend(BackendKind::Replicate, &mock)).unwrap_err();
+    let error = edit(&backend(&mock)).unwrap_err();
     let BackendError::Protocol(text) = &error else {
         panic!("{error:?}");
     };
@@ -366,7 +345,7 @@ fn the_reference_image_is_uploaded_and_passed_to_the_model() {
         b"\x89PNG\r\n\x1a\n not really a png, the server only stores it",
     )
     .unwrap();
-    let backend = backend(BackendKind::Wavespeed, &mock);
+    let backend = backend(&mock);
     assert!(backend.capabilities(Default::default()).reference_image);
     let mut request = request();
     request.params.reference_image = Some(image.clone());

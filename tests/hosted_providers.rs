@@ -5,7 +5,9 @@
 #[path = "support/hosted/mod.rs"]
 mod hosted;
 
-use hosted::pipeline::{invert, run};
+use std::sync::Arc;
+
+use hosted::pipeline::{Outcome, invert, run};
 use hosted::server::KEY;
 use hosted::{Kind, Mock, Route};
 use serde_json::Value;
@@ -13,15 +15,25 @@ use serde_json::Value;
 /// 50 frames with W=33 and O=8: a window at 0 and, at EOS, a last one on [17, 50).
 const FRAMES: u64 = 50;
 
-fn properties(backend: &str, mock: &Mock) -> String {
+fn properties(mock: &Mock) -> String {
     format!(
-        "backend={backend} endpoint={} api-key={KEY} window-frames=33 overlap-frames=8 \
+        "backend={} endpoint={} api-key={KEY} window-frames=33 overlap-frames=8 \
          job-timeout=120 seed=7",
+        mock.kind.backend().nick(),
         mock.url
     )
 }
 
-fn jobs_reported(outcome: &hosted::pipeline::Outcome) -> Vec<String> {
+/// Edits FRAMES frames through a `kind` server, with `extra` properties, and checks that
+/// every frame came out once, edited, at its time.
+fn edited(kind: Kind, extra: &str) -> (Arc<Mock>, Outcome) {
+    let mock = Mock::start(kind);
+    let outcome = run(&format!("{} {extra}", properties(&mock)), FRAMES);
+    outcome.assert_frames(FRAMES, invert);
+    (mock, outcome)
+}
+
+fn jobs_reported(outcome: &Outcome) -> Vec<String> {
     let mut ids: Vec<String> = outcome
         .windows()
         .into_iter()
@@ -35,9 +47,7 @@ fn jobs_reported(outcome: &hosted::pipeline::Outcome) -> Vec<String> {
 
 #[test]
 fn replicate_uploads_creates_polls_and_downloads() {
-    let mock = Mock::start(Kind::Replicate);
-    let outcome = run(&properties("replicate", &mock), FRAMES);
-    outcome.assert_frames(FRAMES, invert);
+    let (mock, outcome) = edited(Kind::Replicate, "");
 
     let seen = mock.seen();
     assert!(
@@ -91,15 +101,7 @@ fn replicate_uploads_creates_polls_and_downloads() {
 
 #[test]
 fn replicate_pinned_versions_use_the_version_form() {
-    let mock = Mock::start(Kind::Replicate);
-    let outcome = run(
-        &format!(
-            "{} model=owner/name:5c7d5dc6",
-            properties("replicate", &mock)
-        ),
-        FRAMES,
-    );
-    outcome.assert_frames(FRAMES, invert);
+    let (mock, _) = edited(Kind::Replicate, "model=owner/name:5c7d5dc6");
     for create in mock.seen().iter().filter(|s| s.route == Route::Create) {
         assert_eq!(create.path, "/v1/predictions");
         assert_eq!(create.body["version"], "5c7d5dc6");
@@ -108,9 +110,7 @@ fn replicate_pinned_versions_use_the_version_form() {
 
 #[test]
 fn fal_uploads_to_its_cdn_and_follows_the_urls_the_queue_returns() {
-    let mock = Mock::start(Kind::Fal);
-    let outcome = run(&properties("fal", &mock), FRAMES);
-    outcome.assert_frames(FRAMES, invert);
+    let (mock, _) = edited(Kind::Fal, "");
 
     let seen = mock.seen();
     let creates: Vec<_> = seen.iter().filter(|s| s.route == Route::Create).collect();
@@ -151,9 +151,7 @@ fn fal_uploads_to_its_cdn_and_follows_the_urls_the_queue_returns() {
 
 #[test]
 fn wavespeed_uploads_through_a_presigned_put() {
-    let mock = Mock::start(Kind::Wavespeed);
-    let outcome = run(&properties("wavespeed", &mock), FRAMES);
-    outcome.assert_frames(FRAMES, invert);
+    let (mock, _) = edited(Kind::Wavespeed, "");
 
     let seen = mock.seen();
     assert_eq!(
@@ -170,15 +168,10 @@ fn wavespeed_uploads_through_a_presigned_put() {
 
 #[test]
 fn together_sends_the_clip_inline_under_media() {
-    let mock = Mock::start(Kind::Together);
-    let outcome = run(
-        &format!(
-            "{} model=Wan-AI/Wan2.2-VideoEdit negative-prompt=blurry num-inference-steps=20",
-            properties("together", &mock)
-        ),
-        FRAMES,
+    let (mock, _) = edited(
+        Kind::Together,
+        "model=Wan-AI/Wan2.2-VideoEdit negative-prompt=blurry num-inference-steps=20",
     );
-    outcome.assert_frames(FRAMES, invert);
     let inputs = mock.inputs();
     assert_eq!(inputs.len(), 2);
     for body in &inputs {
@@ -233,10 +226,7 @@ fn cog_fleets_spread_windows_over_their_servers() {
 #[test]
 fn parameters_the_model_cannot_take_fail_before_data_flows() {
     let mock = Mock::start(Kind::Replicate);
-    let outcome = run(
-        &format!("{} strength=0.5", properties("replicate", &mock)),
-        FRAMES,
-    );
+    let outcome = run(&format!("{} strength=0.5", properties(&mock)), FRAMES);
     let error = outcome.error().expect("an error");
     assert!(error.contains("strength"), "{error}");
     assert!(outcome.frames.is_empty());

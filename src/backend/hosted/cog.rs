@@ -14,15 +14,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::select_all;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use super::fields::Fields;
 use super::http::{Call, Http, Kind};
-use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
-use super::{field, join, text};
-use crate::backend::{BackendError, Capabilities, FrameCounts, Resolution};
+use super::join;
+use super::prediction::{self, ListOutput};
+use super::runner::{Inputs, Job, Media, Poll, Protocol};
+use crate::backend::{BackendError, Resolution};
 
 pub struct Server {
     pub url: Url,
@@ -72,17 +73,6 @@ impl Cog {
 }
 
 impl Protocol for Cog {
-    fn name(&self) -> &'static str {
-        "cog"
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        Capabilities {
-            frame_counts: FrameCounts::WAN,
-            ..Fields::DIFFUSERS.capabilities(resolution, self.servers.len())
-        }
-    }
-
     async fn stage(&self, _http: &Http, media: Media) -> Result<String, BackendError> {
         // Cog reads data URIs; a server has no upload API of its own.
         Ok(media.data_uri())
@@ -113,44 +103,10 @@ impl Protocol for Cog {
             }
             Err(e) => return Err(e),
         };
-        Ok(match text(&body, "/status")? {
-            "succeeded" => Poll::Done(Output::parse(output(&body)?)?),
-            "failed" => Poll::Failed(
-                field(&body, "/error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("prediction failed")
-                    .to_owned(),
-            ),
-            "canceled" => Poll::Failed("prediction canceled".into()),
-            // A PUT of a running prediction (sent again after a lost connection) answers
-            // with its state.
-            _ => Poll::Pending {
-                progress: field(&body, "/logs")
-                    .and_then(Value::as_str)
-                    .and_then(tqdm_progress),
-            },
-        })
+        prediction::poll(&body, ListOutput::Last)
     }
 
     async fn cancel(&self, http: &Http, job: &Job) -> Result<(), BackendError> {
-        if let Some(url) = &job.cancel {
-            http.send(&Call::new(Method::POST, url.clone(), Kind::Repeatable))
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-/// The final output: a string, or (from servers that stream outputs) a list whose last
-/// item is the file.
-fn output(body: &Value) -> Result<&str, BackendError> {
-    match field(body, "/output") {
-        Some(Value::String(output)) => Ok(output),
-        Some(Value::Array(items)) => items.iter().rev().find_map(Value::as_str).ok_or_else(|| {
-            BackendError::Protocol("the prediction's output list holds no file".into())
-        }),
-        _ => Err(BackendError::Protocol(
-            "the prediction succeeded without an output".into(),
-        )),
+        prediction::cancel(http, job).await
     }
 }

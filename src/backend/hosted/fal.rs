@@ -10,8 +10,8 @@ use url::Url;
 use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
-use super::{Provider, field, join, text, url_at};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use super::{Model, Provider, error_text, field, join, text, url_at};
+use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
     name: "fal",
@@ -19,18 +19,15 @@ pub const PROVIDER: Provider = Provider {
     auth_scheme: "Key",
     endpoint: "https://queue.fal.run",
     model: Some("fal-ai/wan/v2.7/edit-video"),
+    fields,
+    // fal keeps storage on another host than the queue.
+    storage: Some("https://rest.fal.ai"),
 };
 
-/// fal keeps storage on another host than the queue.
-pub const STORAGE: &str = "https://rest.fal.ai";
-
 pub struct Fal {
-    pub queue: Url,
+    /// Its base is fal's queue.
+    pub model: Model,
     pub storage: Url,
-    pub model: String,
-    pub fields: Fields,
-    pub resolution: Resolution,
-    pub max_concurrency: usize,
 }
 
 /// The inputs of a fal endpoint; others are assumed to follow the Wan 2.7 edit endpoint.
@@ -56,20 +53,10 @@ pub fn fields(model: &str) -> Fields {
 }
 
 impl Protocol for Fal {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.fields.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
         let mut token_url = join(&self.storage, "storage/auth/token")?;
         token_url.set_query(Some("storage_type=fal-cdn-v3"));
-        let token = http
-            .send(&Call::new(Method::POST, token_url, Kind::Repeatable).json(json!({})))
-            .await?;
+        let token = http.send(&Call::post(token_url).json(json!({}))).await?;
         let base = url_at(&token, "/base_url")?;
         http.check_foreign_url(&base)?;
         let mut authorization = HeaderValue::from_str(&format!(
@@ -79,7 +66,7 @@ impl Protocol for Fal {
         ))
         .map_err(|_| BackendError::Protocol("the storage token cannot be sent".into()))?;
         authorization.set_sensitive(true);
-        let upload = Call::new(Method::POST, join(&base, "files/upload")?, Kind::Repeatable)
+        let upload = Call::post(join(&base, "files/upload")?)
             .header(AUTHORIZATION, authorization)
             .header(
                 HeaderName::from_static("x-fal-file-name"),
@@ -94,9 +81,8 @@ impl Protocol for Fal {
     }
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
-        let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let call =
-            Call::new(Method::POST, join(&self.queue, &self.model)?, Kind::Create).json(input);
+        let input = Value::Object(self.model.input(&inputs));
+        let call = Call::create(self.model.url(&self.model.id)?, input);
         let body = http.send(&call).await?;
         // The returned URLs drop the endpoint's sub-path: use them, do not rebuild them.
         let mut job = Job::new(
@@ -126,11 +112,7 @@ impl Protocol for Fal {
             }
         }
         if let Some(error) = field(&body, "/error") {
-            return Ok(Poll::Failed(
-                error
-                    .as_str()
-                    .map_or_else(|| error.to_string(), str::to_owned),
-            ));
+            return Ok(Poll::Failed(error_text(error)));
         }
         let result_url = job.result.clone().expect("fal jobs have a response URL");
         let result = http.send(&Call::get(result_url)).await?;

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::runner::Inputs;
-use crate::backend::{Capabilities, ConfigError, EditParams, FrameCounts, Resolution};
+use crate::backend::{ConfigError, EditParams, Resolution};
 
 /// How a model takes the reference image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,25 +141,7 @@ impl Fields {
         }
         input
     }
-
-    /// What a Wan model behind these fields accepts.
-    pub fn capabilities(&self, resolution: Resolution, max_concurrency: usize) -> Capabilities {
-        Capabilities {
-            sizes: resolution.wan_buckets(),
-            frame_counts: HOSTED_FRAMES,
-            reference_image: self.reference_image.is_some(),
-            max_concurrency,
-        }
-    }
 }
-
-/// Hosted Wan models take clips of 2 to 10 s; at 16 fps and 4n+1 frames that is 33 to 81
-/// (Wan's own limit).
-pub const HOSTED_FRAMES: FrameCounts = FrameCounts {
-    min: 33,
-    max: 81,
-    four_n_plus_one: true,
-};
 
 #[cfg(test)]
 mod tests {

@@ -78,6 +78,16 @@ impl Call {
         Self::new(Method::GET, url, Kind::Repeatable)
     }
 
+    /// A POST that may be sent again: an upload, a storage ticket, a cancel.
+    pub fn post(url: Url) -> Self {
+        Self::new(Method::POST, url, Kind::Repeatable)
+    }
+
+    /// The POST that creates a job from `body`: see [`Kind::Create`].
+    pub fn create(url: Url, body: Value) -> Self {
+        Self::new(Method::POST, url, Kind::Create).json(body)
+    }
+
     pub fn json(mut self, body: Value) -> Self {
         self.body = Body::Json(body);
         self

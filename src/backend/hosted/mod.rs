@@ -9,6 +9,7 @@ mod fal;
 mod fields;
 mod http;
 pub mod media;
+mod prediction;
 mod replicate;
 mod runner;
 mod together;
@@ -16,12 +17,15 @@ mod wavespeed;
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use url::Url;
 
+use self::fields::Fields;
 use self::http::{Auth, Http};
-use self::runner::{Hosted, Protocol};
-use crate::backend::{Backend, BackendConfig, BackendError, BackendKind, ConfigError};
+use self::runner::{Hosted, Inputs, Profile, Protocol};
+use crate::backend::{
+    Backend, BackendConfig, BackendError, BackendKind, ConfigError, FrameCounts, Resolution,
+};
 
 /// Bounds on what a provider may send back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,16 @@ impl Default for Limits {
 /// are the real bound.
 const PROVIDER_CONCURRENCY: usize = 32;
 
-/// What sets a provider apart before any request: its name, key and defaults.
+/// Hosted Wan models take clips of 2 to 10 s; at 16 fps and 4n+1 frames that is 33 to 81
+/// (Wan's own limit).
+const HOSTED_FRAMES: FrameCounts = FrameCounts {
+    min: 33,
+    max: 81,
+    four_n_plus_one: true,
+};
+
+/// What sets a provider apart before any request: its name, key, defaults, and the
+/// inputs its models take.
 #[derive(Debug, Clone, Copy)]
 pub struct Provider {
     pub name: &'static str,
@@ -52,6 +65,11 @@ pub struct Provider {
     pub auth_scheme: &'static str,
     pub endpoint: &'static str,
     pub model: Option<&'static str>,
+    /// The inputs of a model, by its id.
+    fields: fn(&str) -> Fields,
+    /// Where uploads go, if not below the endpoint (fal). An overriding endpoint serves
+    /// them too.
+    storage: Option<&'static str>,
 }
 
 /// The hosted providers, in the order `backend=auto` tries their keys.
@@ -89,23 +107,66 @@ impl Provider {
         })
     }
 
-    fn model(&self, config: &BackendConfig) -> Result<String, ConfigError> {
-        match (&config.model, self.model) {
-            (Some(model), _) if !model.is_empty() => Ok(model.clone()),
-            (_, Some(model)) => Ok(model.to_owned()),
-            (_, None) => Err(ConfigError::Invalid {
-                property: "model",
-                why: format!(
-                    "backend={} has no default model: set model to the provider's id of a Wan \
-                     video edit model",
-                    self.name
-                ),
-            }),
-        }
+    /// The model `config` names, else the provider's default, with the parameters the user
+    /// set checked against its inputs.
+    fn model(&self, config: &BackendConfig) -> Result<Model, ConfigError> {
+        let id = match (&config.model, self.model) {
+            (Some(model), _) if !model.is_empty() => model.clone(),
+            (_, Some(model)) => model.to_owned(),
+            (_, None) => {
+                return Err(ConfigError::Invalid {
+                    property: "model",
+                    why: format!(
+                        "backend={} has no default model: set model to the provider's id of a \
+                         Wan video edit model",
+                        self.name
+                    ),
+                });
+            }
+        };
+        let base = self.endpoint(config)?;
+        let fields = (self.fields)(&id);
+        fields.check(self.name, &id, &config.params)?;
+        Ok(Model {
+            base,
+            id,
+            fields,
+            resolution: config.resolution,
+        })
     }
 
     fn endpoint(&self, config: &BackendConfig) -> Result<Url, ConfigError> {
         parse_endpoint(config.endpoint.as_deref().unwrap_or(self.endpoint))
+    }
+
+    fn storage(&self, config: &BackendConfig, base: &Url) -> Result<Url, ConfigError> {
+        match (self.storage, &config.endpoint) {
+            (Some(storage), None) => parse_endpoint(storage),
+            _ => Ok(base.clone()),
+        }
+    }
+}
+
+/// The model a provider runs the jobs on, and the inputs it takes.
+struct Model {
+    /// The provider's API (fal: its queue).
+    base: Url,
+    /// The provider's id of the model.
+    id: String,
+    fields: Fields,
+    /// The resolution class asked for, where the model takes one.
+    resolution: Resolution,
+}
+
+impl Model {
+    /// `path` below the provider's API.
+    fn url(&self, path: &str) -> Result<Url, BackendError> {
+        join(&self.base, path)
+    }
+
+    /// The model's input object for a job.
+    fn input(&self, inputs: &Inputs<'_>) -> Map<String, Value> {
+        self.fields.input(inputs, self.resolution)
     }
 }
 
@@ -115,10 +176,8 @@ pub fn create(
     config: &BackendConfig,
     limits: Limits,
 ) -> Result<Arc<dyn Backend>, ConfigError> {
-    let max_output = limits.max_output_bytes;
-    let resolution = config.resolution;
     let http = |endpoints: &[Url], auth| {
-        Http::new(endpoints, auth, max_output).map_err(|why| ConfigError::Invalid {
+        Http::new(endpoints, auth, limits.max_output_bytes).map_err(|why| ConfigError::Invalid {
             property: "endpoint",
             why,
         })
@@ -138,75 +197,48 @@ pub fn create(
             }
             _ => None,
         };
+        let fields = Fields::DIFFUSERS;
+        fields.check("cog", "cog", &config.params)?;
+        let profile = Profile {
+            name: "cog",
+            // The user's own server runs Wan: any length Wan takes, not only what the
+            // hosted models take.
+            frame_counts: FrameCounts::WAN,
+            reference_image: fields.reference_image.is_some(),
+            // One prediction at a time on each server.
+            max_concurrency: servers.len(),
+        };
         let protocol = cog::Cog::new(servers);
-        fields::Fields::DIFFUSERS.check("cog", "cog", &config.params)?;
-        return Ok(hosted(protocol, http(&urls, auth)?, config));
+        return Ok(hosted(profile, protocol, http(&urls, auth)?, config));
     }
 
     let provider = Provider::of(kind).ok_or(ConfigError::NotBuilt(kind.nick()))?;
     let auth = provider.auth(config)?;
     let model = provider.model(config)?;
-    let endpoint = provider.endpoint(config)?;
-    let check = |fields: fields::Fields| fields.check(provider.name, &model, &config.params);
+    let storage = provider.storage(config, &model.base)?;
+    let http = http(&[model.base.clone(), storage.clone()], Some(auth))?;
+    let profile = Profile {
+        name: provider.name,
+        frame_counts: HOSTED_FRAMES,
+        reference_image: model.fields.reference_image.is_some(),
+        max_concurrency: PROVIDER_CONCURRENCY,
+    };
     Ok(match kind {
-        BackendKind::Replicate => {
-            let fields = replicate::fields(&model);
-            check(fields)?;
-            let protocol = replicate::Replicate {
-                base: endpoint.clone(),
-                model,
-                fields,
-                resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
-            };
-            hosted(protocol, http(&[endpoint], Some(auth))?, config)
-        }
-        BackendKind::Fal => {
-            let fields = fal::fields(&model);
-            check(fields)?;
-            // One overriding endpoint serves both the queue and the storage API.
-            let storage = match &config.endpoint {
-                Some(_) => endpoint.clone(),
-                None => parse_endpoint(fal::STORAGE)?,
-            };
-            let protocol = fal::Fal {
-                queue: endpoint.clone(),
-                storage: storage.clone(),
-                model,
-                fields,
-                resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
-            };
-            hosted(protocol, http(&[endpoint, storage], Some(auth))?, config)
-        }
-        BackendKind::Wavespeed => {
-            let fields = wavespeed::fields(&model);
-            check(fields)?;
-            let protocol = wavespeed::Wavespeed {
-                base: endpoint.clone(),
-                model,
-                fields,
-                resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
-            };
-            hosted(protocol, http(&[endpoint], Some(auth))?, config)
-        }
-        BackendKind::Together => {
-            check(together::FIELDS)?;
-            let protocol = together::Together {
-                base: endpoint.clone(),
-                model,
-                resolution,
-                max_concurrency: PROVIDER_CONCURRENCY,
-            };
-            hosted(protocol, http(&[endpoint], Some(auth))?, config)
-        }
+        BackendKind::Replicate => hosted(profile, replicate::Replicate { model }, http, config),
+        BackendKind::Fal => hosted(profile, fal::Fal { model, storage }, http, config),
+        BackendKind::Wavespeed => hosted(profile, wavespeed::Wavespeed { model }, http, config),
+        BackendKind::Together => hosted(profile, together::Together { model }, http, config),
         _ => return Err(ConfigError::NotBuilt(kind.nick())),
     })
 }
 
-fn hosted(protocol: impl Protocol, http: Http, config: &BackendConfig) -> Arc<dyn Backend> {
-    Arc::new(Hosted::new(protocol, http, config.job_timeout))
+fn hosted(
+    profile: Profile,
+    protocol: impl Protocol,
+    http: Http,
+    config: &BackendConfig,
+) -> Arc<dyn Backend> {
+    Arc::new(Hosted::new(profile, protocol, http, config.job_timeout))
 }
 
 fn cog_servers(config: &BackendConfig) -> Result<Vec<cog::Server>, ConfigError> {
@@ -269,6 +301,13 @@ fn text<'a>(body: &'a Value, pointer: &str) -> Result<&'a str, BackendError> {
             short(body)
         ))
     })
+}
+
+/// A provider's error value as text: a string as it is, anything else as its JSON.
+fn error_text(error: &Value) -> String {
+    error
+        .as_str()
+        .map_or_else(|| error.to_string(), str::to_owned)
 }
 
 /// The URL at a JSON pointer.

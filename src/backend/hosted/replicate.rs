@@ -1,15 +1,14 @@
 //! Replicate: `POST /v1/models/{owner}/{name}/predictions` (or `/v1/predictions` with a
 //! version), poll `urls.get`, cancel `urls.cancel`; inputs uploaded to `/v1/files`.
 
-use reqwest::Method;
 use serde_json::{Value, json};
-use url::Url;
 
 use super::fields::Fields;
-use super::http::{Body, Call, Http, Kind};
-use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, tqdm_progress};
-use super::{Provider, field, join, text, url_at};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use super::http::{Body, Call, Http};
+use super::prediction::{self, ListOutput};
+use super::runner::{Inputs, Job, Media, Poll, Protocol};
+use super::{Model, Provider, text, url_at};
+use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
     name: "replicate",
@@ -17,15 +16,13 @@ pub const PROVIDER: Provider = Provider {
     auth_scheme: "Bearer",
     endpoint: "https://api.replicate.com",
     model: Some("wan-video/wan-2.7-videoedit"),
+    fields,
+    storage: None,
 };
 
 pub struct Replicate {
-    pub base: Url,
-    /// `owner/name`, or `owner/name:version` for a pinned version.
-    pub model: String,
-    pub fields: Fields,
-    pub resolution: Resolution,
-    pub max_concurrency: usize,
+    /// Its id is `owner/name`, or `owner/name:version` for a pinned version.
+    pub model: Model,
 }
 
 /// The inputs of a model; others are assumed to follow the Wan 2.7 edit model.
@@ -34,21 +31,8 @@ pub fn fields(_model: &str) -> Fields {
 }
 
 impl Protocol for Replicate {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.fields.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
-        let call = Call::new(
-            Method::POST,
-            join(&self.base, "v1/files")?,
-            Kind::Repeatable,
-        )
-        .body(Body::File {
+        let call = Call::post(self.model.url("v1/files")?).body(Body::File {
             field: "content",
             file_name: media.file_name,
             content_type: media.content_type,
@@ -58,21 +42,21 @@ impl Protocol for Replicate {
     }
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
-        let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let (path, body) = match self.model.split_once(':') {
+        let input = Value::Object(self.model.input(&inputs));
+        let (path, body) = match self.model.id.split_once(':') {
             Some((_, version)) => (
                 "v1/predictions".to_owned(),
                 json!({"version": version, "input": input}),
             ),
             None => (
-                format!("v1/models/{}/predictions", self.model),
+                format!("v1/models/{}/predictions", self.model.id),
                 json!({"input": input}),
             ),
         };
-        let call = Call::new(Method::POST, join(&self.base, &path)?, Kind::Create).json(body);
+        let call = Call::create(self.model.url(&path)?, body);
         let reply = http.send(&call).await?;
         let id = text(&reply, "/id")?.to_owned();
-        let own = |path: String| join(&self.base, &path);
+        let own = |path: String| self.model.url(&path);
         let mut job = Job::new(
             id.clone(),
             url_at(&reply, "/urls/get").or_else(|_| own(format!("v1/predictions/{id}")))?,
@@ -86,45 +70,10 @@ impl Protocol for Replicate {
 
     async fn poll(&self, http: &Http, job: &Job) -> Result<Poll, BackendError> {
         let body = http.send(&Call::get(job.poll.clone())).await?;
-        Ok(match text(&body, "/status")? {
-            "succeeded" => Poll::Done(Output::parse(output_url(&body)?)?),
-            status @ ("failed" | "canceled" | "aborted") => Poll::Failed(
-                field(&body, "/error")
-                    .map(error_text)
-                    .unwrap_or_else(|| format!("prediction {status}")),
-            ),
-            _ => Poll::Pending {
-                progress: field(&body, "/logs")
-                    .and_then(Value::as_str)
-                    .and_then(tqdm_progress),
-            },
-        })
+        prediction::poll(&body, ListOutput::First)
     }
 
     async fn cancel(&self, http: &Http, job: &Job) -> Result<(), BackendError> {
-        if let Some(url) = &job.cancel {
-            http.send(&Call::new(Method::POST, url.clone(), Kind::Repeatable))
-                .await?;
-        }
-        Ok(())
+        prediction::cancel(http, job).await
     }
-}
-
-/// `output` is one URL for the edit model; list outputs give their first.
-fn output_url(body: &Value) -> Result<&str, BackendError> {
-    match field(body, "/output") {
-        Some(Value::String(url)) => Ok(url),
-        Some(Value::Array(items)) => items.iter().find_map(Value::as_str).ok_or_else(|| {
-            BackendError::Protocol("the prediction's output list holds no URL".into())
-        }),
-        _ => Err(BackendError::Protocol(
-            "the prediction succeeded without an output".into(),
-        )),
-    }
-}
-
-fn error_text(error: &Value) -> String {
-    error
-        .as_str()
-        .map_or_else(|| error.to_string(), str::to_owned)
 }

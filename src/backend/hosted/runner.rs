@@ -16,8 +16,8 @@ use super::http::Http;
 use super::media;
 use crate::backend::runtime::runtime;
 use crate::backend::{
-    Backend, BackendError, Capabilities, EditParams, EditRequest, EditedClip, JobReporter,
-    JobUpdate, Resolution, Size,
+    Backend, BackendError, Capabilities, EditParams, EditRequest, EditedClip, FrameCounts,
+    JobReporter, JobUpdate, Resolution, Size,
 };
 
 /// The first poll comes this long after the job was created; each next one 1.5 times later,
@@ -115,13 +115,33 @@ impl Output {
     }
 }
 
+/// What a hosted backend tells the element about itself: known when it is built, and
+/// no part of the protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub name: &'static str,
+    /// The clip lengths the model takes.
+    pub frame_counts: FrameCounts,
+    /// Whether the model has a reference image input.
+    pub reference_image: bool,
+    pub max_concurrency: usize,
+}
+
+impl Profile {
+    fn capabilities(&self, resolution: Resolution) -> Capabilities {
+        Capabilities {
+            // Every model behind a hosted backend is a Wan model.
+            sizes: resolution.wan_buckets(),
+            frame_counts: self.frame_counts,
+            reference_image: self.reference_image,
+            max_concurrency: self.max_concurrency,
+        }
+    }
+}
+
 /// One provider's protocol: paths, bodies and status words. Everything else is the
 /// runner's.
 pub trait Protocol: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities;
-
     /// Makes a file readable by the provider; returns the URL (or data URI) to pass.
     fn stage(
         &self,
@@ -157,6 +177,7 @@ pub trait Protocol: Send + Sync + 'static {
 pub struct Hosted<P>(Arc<Runner<P>>);
 
 struct Runner<P> {
+    profile: Profile,
     protocol: P,
     http: Http,
     /// Zero means no limit.
@@ -164,8 +185,9 @@ struct Runner<P> {
 }
 
 impl<P: Protocol> Hosted<P> {
-    pub fn new(protocol: P, http: Http, job_timeout: Duration) -> Self {
+    pub fn new(profile: Profile, protocol: P, http: Http, job_timeout: Duration) -> Self {
         Self(Arc::new(Runner {
+            profile,
             protocol,
             http,
             job_timeout,
@@ -265,11 +287,11 @@ impl<P: Protocol> Runner<P> {
 
 impl<P: Protocol> Backend for Hosted<P> {
     fn name(&self) -> &str {
-        self.0.protocol.name()
+        self.0.profile.name
     }
 
     fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.0.protocol.capabilities(resolution)
+        self.0.profile.capabilities(resolution)
     }
 
     fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {

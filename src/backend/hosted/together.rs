@@ -2,15 +2,13 @@
 //! and no cancel request: the clip goes inline as a data URI, and an abandoned job runs
 //! to its end remotely.
 
-use reqwest::Method;
 use serde_json::{Value, json};
-use url::Url;
 
 use super::fields::{Fields, ImageField};
-use super::http::{Call, Http, Kind};
+use super::http::{Call, Http};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
-use super::{Provider, field, join, text};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use super::{Model, Provider, field, text};
+use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
     name: "together",
@@ -19,6 +17,8 @@ pub const PROVIDER: Provider = Provider {
     endpoint: "https://api.together.xyz",
     // Together publishes no Wan edit model under a stable id: the user names one.
     model: None,
+    fields: |_| FIELDS,
+    storage: None,
 };
 
 /// The flat part of the create body; the clip and the reference images are nested under
@@ -36,40 +36,28 @@ pub const FIELDS: Fields = Fields {
 };
 
 pub struct Together {
-    pub base: Url,
-    pub model: String,
-    pub resolution: Resolution,
-    pub max_concurrency: usize,
+    pub model: Model,
 }
 
 impl Protocol for Together {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        FIELDS.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, _http: &Http, media: Media) -> Result<String, BackendError> {
         Ok(media.data_uri())
     }
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
-        let mut body = FIELDS.input(&inputs, self.resolution);
+        let mut body = self.model.input(&inputs);
         let video = body.remove(FIELDS.video);
         let mut media = json!({"source_video": {"video": video}});
         if let Some(images) = body.remove("reference_images") {
             media["reference_images"] = images;
         }
-        body.insert("model".into(), json!(self.model));
+        body.insert("model".into(), json!(self.model.id));
         body.insert("width".into(), json!(inputs.size.width));
         body.insert("height".into(), json!(inputs.size.height));
         body.insert("media".into(), media);
-        let call = Call::new(Method::POST, join(&self.base, "v2/videos")?, Kind::Create)
-            .json(Value::Object(body));
+        let call = Call::create(self.model.url("v2/videos")?, Value::Object(body));
         let id = text(&http.send(&call).await?, "/id")?.to_owned();
-        let poll = join(&self.base, &format!("v2/videos/{id}"))?;
+        let poll = self.model.url(&format!("v2/videos/{id}"))?;
         Ok(Job::new(id, poll))
     }
 

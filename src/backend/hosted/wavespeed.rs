@@ -5,13 +5,12 @@
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use url::Url;
 
 use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind};
 use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
-use super::{Provider, field, join, text, url_at};
-use crate::backend::{BackendError, Capabilities, Resolution};
+use super::{Model, Provider, field, text, url_at};
+use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
     name: "wavespeed",
@@ -19,14 +18,12 @@ pub const PROVIDER: Provider = Provider {
     auth_scheme: "Bearer",
     endpoint: "https://api.wavespeed.ai",
     model: Some("alibaba/wan-2.7/video-edit"),
+    fields,
+    storage: None,
 };
 
 pub struct Wavespeed {
-    pub base: Url,
-    pub model: String,
-    pub fields: Fields,
-    pub resolution: Resolution,
-    pub max_concurrency: usize,
+    pub model: Model,
 }
 
 /// The inputs of a model; others are assumed to follow Alibaba's Wan 2.7 video edit.
@@ -53,21 +50,8 @@ fn data(mut body: Value) -> Result<Value, BackendError> {
 }
 
 impl Protocol for Wavespeed {
-    fn name(&self) -> &'static str {
-        PROVIDER.name
-    }
-
-    fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        self.fields.capabilities(resolution, self.max_concurrency)
-    }
-
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
-        let ticket = Call::new(
-            Method::POST,
-            join(&self.base, "api/v3/media/uploads")?,
-            Kind::Repeatable,
-        )
-        .json(json!({
+        let ticket = Call::post(self.model.url("api/v3/media/uploads")?).json(json!({
             "filename": media.file_name,
             "size": media.data.len(),
             "content_type": media.content_type,
@@ -100,17 +84,12 @@ impl Protocol for Wavespeed {
     }
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
-        let input = Value::Object(self.fields.input(&inputs, self.resolution));
-        let call = Call::new(
-            Method::POST,
-            join(&self.base, &format!("api/v3/{}", self.model))?,
-            Kind::Create,
-        )
-        .json(input);
+        let input = Value::Object(self.model.input(&inputs));
+        let call = Call::create(self.model.url(&format!("api/v3/{}", self.model.id))?, input);
         let job = data(http.send(&call).await?)?;
         let id = text(&job, "/id")?.to_owned();
         let poll = url_at(&job, "/urls/get")
-            .or_else(|_| join(&self.base, &format!("api/v3/predictions/{id}/result")))?;
+            .or_else(|_| self.model.url(&format!("api/v3/predictions/{id}/result")))?;
         Ok(Job::new(id, poll))
     }
 

@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use gstwanedit::backend::BackendKind;
 use serde_json::{Value, json};
 
 use super::edit_clip;
@@ -24,6 +25,19 @@ pub enum Kind {
     Wavespeed,
     Together,
     Cog,
+}
+
+impl Kind {
+    /// The backend that speaks to this server.
+    pub fn backend(self) -> BackendKind {
+        match self {
+            Kind::Replicate => BackendKind::Replicate,
+            Kind::Fal => BackendKind::Fal,
+            Kind::Wavespeed => BackendKind::Wavespeed,
+            Kind::Together => BackendKind::Together,
+            Kind::Cog => BackendKind::Cog,
+        }
+    }
 }
 
 /// What a request was for, for faults and for counting.
@@ -295,6 +309,16 @@ impl Mock {
     }
 }
 
+/// A request as the provider handlers see it.
+struct Request<'a> {
+    route: Route,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    body: Bytes,
+    /// The body as JSON; `Null` where it is not.
+    json: Value,
+}
+
 enum JobState {
     Running(usize),
     Done(String),
@@ -370,7 +394,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_owned();
     let route = route_of(mock.kind, &method, &path);
-    let json_body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     mock.seen.lock().unwrap().push(Seen {
         route,
         method: method.clone(),
@@ -380,7 +404,7 @@ async fn handle(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        body: json_body.clone(),
+        body: json.clone(),
         at: Instant::now(),
     });
     if let Some(fault) = mock.take_fault(route) {
@@ -410,12 +434,19 @@ async fn handle(
     if route == Route::Poll && mock.malformed.load(Ordering::SeqCst) {
         return (StatusCode::OK, "{\"status\": \"processing\", \"logs\": ").into_response();
     }
+    let request = Request {
+        route,
+        path: &path,
+        headers: &headers,
+        body,
+        json,
+    };
     match mock.kind {
-        Kind::Replicate => replicate(&mock, route, &path, &headers, body, json_body).await,
-        Kind::Fal => fal(&mock, route, &path, &headers, body, json_body).await,
-        Kind::Wavespeed => wavespeed(&mock, route, &path, &headers, body, json_body).await,
-        Kind::Together => together(&mock, route, &path, json_body).await,
-        Kind::Cog => cog(mock.clone(), route, &path, json_body).await,
+        Kind::Replicate => replicate(&mock, request).await,
+        Kind::Fal => fal(&mock, request).await,
+        Kind::Wavespeed => wavespeed(&mock, request).await,
+        Kind::Together => together(&mock, request).await,
+        Kind::Cog => cog(&mock, request).await,
     }
 }
 
@@ -456,14 +487,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn replicate(
-    mock: &Mock,
-    route: Route,
-    path: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-    input: Value,
-) -> Response {
+async fn replicate(mock: &Mock, request: Request<'_>) -> Response {
     let prediction = |id: &str, status: &str, output: Value, error: Value, logs: &str| {
         json!({
             "id": id, "model": "wan-video/wan-2.7-videoedit", "status": status,
@@ -474,9 +498,9 @@ async fn replicate(
             },
         })
     };
-    match route {
+    match request.route {
         Route::Upload => {
-            let url = mock.store(multipart_file(headers, &body));
+            let url = mock.store(multipart_file(request.headers, &request.body));
             let id = url.rsplit('/').next().unwrap().to_owned();
             json_reply(
                 201,
@@ -484,20 +508,20 @@ async fn replicate(
             )
         }
         Route::Create => {
-            let Some(video) = input.pointer("/input/video").and_then(Value::as_str) else {
+            let Some(video) = request.json.pointer("/input/video").and_then(Value::as_str) else {
                 return json_reply(
                     422,
                     json!({"title": "Input validation failed", "detail": "- input: video is required", "status": 422}),
                 );
             };
-            let id = mock.create_job(input.clone(), video);
+            let id = mock.create_job(request.json.clone(), video);
             json_reply(
                 201,
                 prediction(&id, "starting", Value::Null, Value::Null, ""),
             )
         }
         Route::Poll => {
-            let id = last_segment(path, 0);
+            let id = last_segment(request.path, 0);
             match mock.advance(&id) {
                 None => json_reply(
                     404,
@@ -534,7 +558,7 @@ async fn replicate(
             }
         }
         Route::Cancel => {
-            let id = last_segment(path, 1);
+            let id = last_segment(request.path, 1);
             mock.cancel(&id);
             json_reply(
                 200,
@@ -548,37 +572,36 @@ async fn replicate(
     }
 }
 
-async fn fal(
-    mock: &Mock,
-    route: Route,
-    path: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-    input: Value,
-) -> Response {
+async fn fal(mock: &Mock, request: Request<'_>) -> Response {
     let base = format!("{}/fal-ai/wan/requests", mock.url);
-    match (route, path) {
+    match (request.route, request.path) {
         (Route::Upload, p) if p.starts_with("/storage/auth/token") => json_reply(
             200,
             json!({"token": "cdn-token-1", "token_type": "Bearer", "base_url": format!("{}/cdn", mock.url), "expires_at": "2099-01-01T00:00:00Z"}),
         ),
         (Route::Upload, "/cdn/files/upload") => {
-            if headers.get("authorization").and_then(|v| v.to_str().ok())
+            if request
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
                 != Some("Bearer cdn-token-1")
-                || headers.get("x-fal-file-name").is_none()
+                || request.headers.get("x-fal-file-name").is_none()
             {
                 return json_reply(401, json!({"detail": "bad storage token"}));
             }
-            json_reply(200, json!({"access_url": mock.store(body.to_vec())}))
+            json_reply(
+                200,
+                json!({"access_url": mock.store(request.body.to_vec())}),
+            )
         }
         (Route::Create, _) => {
-            let Some(video) = input.get("video_url").and_then(Value::as_str) else {
+            let Some(video) = request.json.get("video_url").and_then(Value::as_str) else {
                 return json_reply(
                     422,
                     json!({"detail": [{"loc": ["body", "video_url"], "msg": "field required", "type": "missing"}]}),
                 );
             };
-            let id = mock.create_job(input.clone(), video);
+            let id = mock.create_job(request.json.clone(), video);
             json_reply(
                 200,
                 json!({
@@ -589,7 +612,7 @@ async fn fal(
                 }),
             )
         }
-        (Route::Poll, _) => match mock.advance(&last_segment(path, 1)) {
+        (Route::Poll, _) => match mock.advance(&last_segment(request.path, 1)) {
             None => json_reply(404, json!({"detail": "Request not found"})),
             Some(JobState::Running(1)) => {
                 json_reply(202, json!({"status": "IN_QUEUE", "queue_position": 0}))
@@ -609,60 +632,56 @@ async fn fal(
             ),
         },
         (Route::Result, _) => {
-            let id = last_segment(path, 0);
+            let id = last_segment(request.path, 0);
             json_reply(
                 200,
                 json!({"video": {"url": format!("{}/outputs/{id}.mp4", mock.url), "content_type": "video/mp4"}, "seed": 42}),
             )
         }
         (Route::Cancel, _) => {
-            mock.cancel(&last_segment(path, 1));
+            mock.cancel(&last_segment(request.path, 1));
             json_reply(202, json!({"status": "CANCELLATION_REQUESTED"}))
         }
         _ => json_reply(404, json!({"detail": "Not found"})),
     }
 }
 
-async fn wavespeed(
-    mock: &Mock,
-    route: Route,
-    path: &str,
-    _headers: &HeaderMap,
-    body: Bytes,
-    input: Value,
-) -> Response {
+async fn wavespeed(mock: &Mock, request: Request<'_>) -> Response {
     let wrap = |data: Value| {
         json_reply(
             200,
             json!({"code": 200, "message": "success", "data": data}),
         )
     };
-    match (route, path) {
+    match (request.route, request.path) {
         (Route::Upload, "/api/v3/media/uploads") => {
             let id = mock.id("up");
             wrap(json!({
                 "download_url": format!("{}/files/{id}", mock.url),
                 "upload": {"method": "PUT", "url": format!("{}/presigned/{id}", mock.url),
-                           "headers": {"Content-Type": input["content_type"]}},
+                           "headers": {"Content-Type": request.json["content_type"]}},
             }))
         }
         (Route::Upload, p) if p.starts_with("/presigned/") => {
             let id = last_segment(p, 0);
-            mock.uploads.lock().unwrap().insert(id, body.to_vec());
+            mock.uploads
+                .lock()
+                .unwrap()
+                .insert(id, request.body.to_vec());
             StatusCode::OK.into_response()
         }
         (Route::Create, _) => {
-            let Some(video) = input.get("video").and_then(Value::as_str) else {
+            let Some(video) = request.json.get("video").and_then(Value::as_str) else {
                 return json_reply(400, json!({"code": 400, "message": "video is required"}));
             };
-            let id = mock.create_job(input.clone(), video);
+            let id = mock.create_job(request.json.clone(), video);
             wrap(json!({
                 "id": id, "status": "created",
                 "urls": {"get": format!("{}/api/v3/predictions/{id}/result", mock.url)},
             }))
         }
         (Route::Poll, _) => {
-            let id = last_segment(path, 1);
+            let id = last_segment(request.path, 1);
             let state = |status: &str, outputs: Value, error: &str| {
                 wrap(
                     json!({"id": id, "status": status, "outputs": outputs, "error": error, "timings": {}}),
@@ -680,10 +699,11 @@ async fn wavespeed(
     }
 }
 
-async fn together(mock: &Mock, route: Route, path: &str, input: Value) -> Response {
-    match route {
+async fn together(mock: &Mock, request: Request<'_>) -> Response {
+    match request.route {
         Route::Create => {
-            let Some(video) = input
+            let Some(video) = request
+                .json
                 .pointer("/media/source_video/video")
                 .and_then(Value::as_str)
             else {
@@ -692,14 +712,14 @@ async fn together(mock: &Mock, route: Route, path: &str, input: Value) -> Respon
                     json!({"error": {"message": "media.source_video is required", "type": "invalid_request_error", "code": null}}),
                 );
             };
-            let id = mock.create_job(input.clone(), video);
+            let id = mock.create_job(request.json.clone(), video);
             json_reply(
                 200,
                 json!({"id": id, "object": "video", "status": "queued"}),
             )
         }
         Route::Poll => {
-            let id = last_segment(path, 0);
+            let id = last_segment(request.path, 0);
             match mock.advance(&id) {
                 None => json_reply(
                     404,
@@ -733,10 +753,10 @@ async fn together(mock: &Mock, route: Route, path: &str, input: Value) -> Respon
 }
 
 /// Cog: `PUT /predictions/{id}` answers when the prediction has ended; one at a time.
-async fn cog(mock: Arc<Mock>, route: Route, path: &str, request: Value) -> Response {
-    match route {
+async fn cog(mock: &Mock, request: Request<'_>) -> Response {
+    match request.route {
         Route::Create => {
-            let id = last_segment(path, 0);
+            let id = last_segment(request.path, 0);
             let busy = Busy::enter(&mock.running);
             if busy.already > 0 {
                 return json_reply(
@@ -747,11 +767,12 @@ async fn cog(mock: Arc<Mock>, route: Route, path: &str, request: Value) -> Respo
             mock.most_running
                 .fetch_max(busy.already + 1, Ordering::SeqCst);
             let video = request
+                .json
                 .pointer("/input/video")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            let mut jobs_input = request.clone();
+            let mut jobs_input = request.json.clone();
             jobs_input["id"] = json!(id);
             let job = mock.create_job(jobs_input, &video);
             let answer = loop {
@@ -779,7 +800,7 @@ async fn cog(mock: Arc<Mock>, route: Route, path: &str, request: Value) -> Respo
         }
         Route::Cancel => {
             // The job is known under the server's own id; cancel the one this PUT made.
-            let id = last_segment(path, 1);
+            let id = last_segment(request.path, 1);
             let job = mock
                 .jobs
                 .lock()
