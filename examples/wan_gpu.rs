@@ -8,10 +8,12 @@
 //! wan_gpu bench <wan2.1-1.3b|wan2.2-5b> [device] [key=value...]
 //!                                       one denoising step with CFG (two DiT forwards),
 //!                                       random weights; prints one JSON line
+//! wan_gpu bench attention [device] [key=value...]
+//!                                       one self-attention alone; one JSON line
 //! ```
 //!
-//! Bench options: `frames=81 height=480 width=832 layers=<all> steps=2`; `device` is
-//! `cuda:N` (bf16) or `cpu` (f32).
+//! Bench options: `frames=81 height=480 width=832 layers=<all> steps=2`, for attention
+//! `tokens=32760 heads=12 steps=10`; `device` is `cuda:N` (bf16) or `cpu` (f32).
 
 use std::path::Path;
 use std::time::Instant;
@@ -28,7 +30,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("parity") if args.len() >= 2 => parity(Path::new(&args[1]), device(args.get(2))?),
         Some("bench") if args.len() >= 2 => bench(&args[1], device(args.get(2))?, &args[3.min(args.len())..]),
-        _ => Err("usage: wan_gpu parity <cases dir> [device] | wan_gpu bench <wan2.1-1.3b|wan2.2-5b> [device] [key=value...]".into()),
+        _ => Err("usage: wan_gpu parity <cases dir> [device] | wan_gpu bench <wan2.1-1.3b|wan2.2-5b|attention> [device] [key=value...]".into()),
     }
 }
 
@@ -190,20 +192,47 @@ fn forward_flops(cfg: &TransformerConfig, tokens: usize, text: usize) -> f64 {
     cfg.num_layers as f64 * (self_attention + cross_attention + feed_forward)
 }
 
+/// `key=value` options of the bench command.
+fn option(options: &[String], key: &str, default: usize) -> Result<usize> {
+    options
+        .iter()
+        .find_map(|o| o.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .map_or(Ok(default), |v| Ok(v.parse()?))
+}
+
+/// Seconds per call of `f`, after one warm-up call (kernels loaded, memory pools grown).
+fn seconds_per_call(device: &Device, calls: usize, f: impl Fn() -> Result<()>) -> Result<f64> {
+    f()?;
+    device.synchronize()?;
+    let start = Instant::now();
+    for _ in 0..calls {
+        f()?;
+    }
+    device.synchronize()?;
+    Ok(start.elapsed().as_secs_f64() / calls as f64)
+}
+
+/// Which attention `wan::attention` runs on this device.
+fn attention_kind(device: &Device) -> &'static str {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() && wan::flash_attn::self_check(device).passed() {
+        return "fused";
+    }
+    let _ = device;
+    "blocked"
+}
+
 fn bench(name: &str, device: Device, options: &[String]) -> Result<()> {
+    if name == "attention" {
+        return bench_attention(device, options);
+    }
     let mut cfg = config(name)?;
-    let option = |key: &str, default: usize| -> Result<usize> {
-        options
-            .iter()
-            .find_map(|o| o.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .map_or(Ok(default), |v| Ok(v.parse()?))
-    };
-    cfg.num_layers = option("layers", cfg.num_layers)?;
+    cfg.num_layers = option(options, "layers", cfg.num_layers)?;
     let (frames, height, width, steps) = (
-        option("frames", 81)?,
-        option("height", 480)?,
-        option("width", 832)?,
-        option("steps", 2)?,
+        option(options, "frames", 81)?,
+        option(options, "height", 480)?,
+        option(options, "width", 832)?,
+        option(options, "steps", 2)?,
     );
     // The VAE's compression: 4x in time; 8x in space for Wan2.1, 16x for Wan2.2.
     let spatial = if cfg.out_channels == 48 { 16 } else { 8 };
@@ -225,28 +254,54 @@ fn bench(name: &str, device: Device, options: &[String]) -> Result<()> {
         Ok(model.embed_text(&t.to_dtype(dtype)?)?)
     };
     let (cond, uncond) = (text(0.0)?, text(0.1)?);
-    let step = || -> Result<()> {
+    let seconds = seconds_per_call(&device, steps, || {
         let a = model.forward(&latents, 999.0, &cond)?;
         let b = model.forward(&latents, 999.0, &uncond)?;
         // CFG as the pipelines combine it.
         let _ = (&b + ((a - &b)? * 5.0)?)?;
         Ok(())
-    };
-    step()?; // warm-up: kernels loaded, memory pools grown
-    device.synchronize()?;
-    let start = Instant::now();
-    for _ in 0..steps {
-        step()?;
-    }
-    device.synchronize()?;
-    let seconds = start.elapsed().as_secs_f64() / steps as f64;
+    })?;
     let flops = 2.0 * forward_flops(&cfg, tokens, 512);
     println!(
         "{}",
         serde_json::json!({
             "impl": "candle",
             "config": name,
+            "attention": attention_kind(&device),
             "frames": frames, "height": height, "width": width, "layers": cfg.num_layers,
+            "tokens": tokens,
+            "seconds_per_step": seconds,
+            "tflop_per_step": flops / 1e12,
+            "tflops": flops / seconds / 1e12,
+        })
+    );
+    Ok(())
+}
+
+/// One self-attention of a DiT block alone (`tokens=32760 heads=12 steps=10`): the
+/// kernel's own speed, apart from the projections around it.
+fn bench_attention(device: Device, options: &[String]) -> Result<()> {
+    let (tokens, heads, calls) = (
+        option(options, "tokens", 32760)?,
+        option(options, "heads", 12)?,
+        option(options, "steps", 10)?,
+    );
+    let dtype = run_dtype(&device);
+    let qkv = || Tensor::randn(0f32, 1.0, (1, heads, tokens, 128), &device)?.to_dtype(dtype);
+    let (q, k, v) = (qkv()?, qkv()?, qkv()?);
+    let scale = 1.0 / 128f64.sqrt();
+    let seconds = seconds_per_call(&device, calls, || {
+        wan::attention(&q, &k, &v, scale)?;
+        Ok(())
+    })?;
+    let flops = 4.0 * (tokens as f64).powi(2) * 128.0 * heads as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "candle",
+            "config": "attention",
+            "attention": attention_kind(&device),
+            "heads": heads,
             "tokens": tokens,
             "seconds_per_step": seconds,
             "tflop_per_step": flops / 1e12,
