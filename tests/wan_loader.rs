@@ -3,6 +3,7 @@
 //! resolved through the Hugging Face cache.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -216,7 +217,9 @@ fn the_text_encoder_can_be_dropped_after_encoding() {
         flow_shift: None,
     };
     let out = model
-        .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {})
+        .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {
+            ControlFlow::Continue(())
+        })
         .unwrap();
     assert_eq!(out.video.dims(), &[5, 32, 32, 3]);
 }
@@ -240,7 +243,9 @@ fn half_precision_runs_close_to_f32() {
             flow_shift: None,
         };
         model
-            .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {})
+            .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {
+                ControlFlow::Continue(())
+            })
             .unwrap()
             .video
     };

@@ -11,6 +11,7 @@ mod settings;
 mod shared;
 mod sizes;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,13 +173,12 @@ fn run(shared: &SharedModel, request: EditRequest) -> Result<EditedClip, Backend
         .map_err(failed)?;
     drop(pixels);
     let reporter = request.reporter;
-    reporter.report(JobUpdate::Running {
-        progress: Some(0.0),
-    });
+    // The pipeline reports (0, N) itself, once the source is encoded.
     let mut progress = |done: usize, all: usize| {
         reporter.report(JobUpdate::Running {
             progress: Some(done as f64 / all as f64),
-        })
+        });
+        ControlFlow::Continue(())
     };
     let generation = match model.kind() {
         PipelineKind::LucyEdit => model.lucy_edit(&video, &embeds, &sampling, &mut progress),
