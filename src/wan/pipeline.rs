@@ -95,6 +95,18 @@ pub fn frames_to_rgb8(video: &Tensor) -> Result<Vec<Vec<u8>>> {
 /// frees the device.
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
 
+/// Where a pipeline's denoising starts.
+enum Start<'a> {
+    /// From pure noise, at the first step.
+    Noise(Tensor),
+    /// From `source` noised with `noise` to the timestep of `step`, at that step.
+    Renoised {
+        source: &'a Tensor,
+        noise: Tensor,
+        step: usize,
+    },
+}
+
 /// Passes `(done, all)` to `progress`, and stops the run where it breaks.
 fn report(progress: Progress, done: usize, all: usize) -> Result<()> {
     match progress(done, all) {
@@ -122,24 +134,16 @@ impl WanModel {
         }
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let mut scheduler = Scheduler::new(
-            &self.scheduler_config(sampling),
-            sampling.num_inference_steps,
-        );
-        let (final_latents, first_noise_pred) = self.denoise(
-            noise,
+        let generation = self.generate(
+            Start::Noise(noise),
             Some(&source),
             embeds,
-            &mut scheduler,
-            0,
-            sampling.guidance_scale,
+            sampling,
             progress,
         )?;
         Ok(Generation {
-            video: self.decode_video(&final_latents)?,
             source_latents: Some(source),
-            first_noise_pred,
-            final_latents,
+            ..generation
         })
     }
 
@@ -166,25 +170,17 @@ impl WanModel {
                 "strength {strength} with {steps} steps leaves no step to run"
             )));
         }
-        let start = steps - kept;
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let mut scheduler = Scheduler::new(&self.scheduler_config(sampling), steps);
-        let latents = scheduler.add_noise(&source, &noise, scheduler.timesteps()[start])?;
-        let (final_latents, first_noise_pred) = self.denoise(
-            latents,
-            None,
-            embeds,
-            &mut scheduler,
-            start,
-            sampling.guidance_scale,
-            progress,
-        )?;
+        let start = Start::Renoised {
+            source: &source,
+            noise,
+            step: steps - kept,
+        };
+        let generation = self.generate(start, None, embeds, sampling, progress)?;
         Ok(Generation {
-            video: self.decode_video(&final_latents)?,
             source_latents: Some(source),
-            first_noise_pred,
-            final_latents,
+            ..generation
         })
     }
 
@@ -201,16 +197,42 @@ impl WanModel {
         self.expect_plain_transformer("text2video")?;
         let shape = self.latent_shape(num_frames, height, width)?;
         let noise = self.noise(&sampling.noise, &shape)?;
+        self.generate(Start::Noise(noise), None, embeds, sampling, progress)
+    }
+
+    /// What every pipeline does once it has its first latents: set up the scheduler,
+    /// denoise with `condition` beside the latents at each step, and decode. The
+    /// generation has no source latents; the pipelines that have them add them.
+    fn generate(
+        &self,
+        start: Start,
+        condition: Option<&Tensor>,
+        embeds: &PromptEmbeds,
+        sampling: &Sampling,
+        progress: Progress,
+    ) -> Result<Generation> {
         let mut scheduler = Scheduler::new(
             &self.scheduler_config(sampling),
             sampling.num_inference_steps,
         );
+        // Video-to-video's latents are noised to the timestep it starts at.
+        let (latents, first_step) = match start {
+            Start::Noise(noise) => (noise, 0),
+            Start::Renoised {
+                source,
+                noise,
+                step,
+            } => (
+                scheduler.add_noise(source, &noise, scheduler.timesteps()[step])?,
+                step,
+            ),
+        };
         let (final_latents, first_noise_pred) = self.denoise(
-            noise,
-            None,
+            latents,
+            condition,
             embeds,
             &mut scheduler,
-            0,
+            first_step,
             sampling.guidance_scale,
             progress,
         )?;
