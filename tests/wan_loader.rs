@@ -2,6 +2,8 @@
 //! errors naming the file, sharded weights, half-precision files, and repository ids
 //! resolved through the Hugging Face cache.
 
+mod support;
+
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -10,19 +12,6 @@ use candle_core::{DType, Device, Tensor};
 use gstwanedit::wan::{self, WanError};
 
 const CASE: &str = "tests/fixtures/parity/t2v_square_f5_1step";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A fresh copy of the case's model directory, removed when dropped.
 struct ModelCopy(PathBuf);
@@ -43,7 +32,7 @@ impl Drop for ModelCopy {
 fn model_copy(test: &str) -> ModelCopy {
     let dir = std::env::temp_dir().join(format!("wanedit-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(
+    support::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(CASE)
             .join("model"),
