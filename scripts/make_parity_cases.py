@@ -92,14 +92,15 @@ def perturb(module, seed):
                 p.add_(0.2 * float(p.std()) * noise)
 
 
-def text_encoder(vocab, seed, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4):
+# The tiny models' sizes; a case's `_text` and `_dit` replace some (see REAL_DIT_CASES).
+TINY_UMT5 = dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4)
+TINY_DIT = dict(num_attention_heads=2, attention_head_dim=12, text_dim=32, freq_dim=16, ffn_dim=48, num_layers=2)
+
+
+def text_encoder(vocab, seed, **dims):
     cfg = UMT5Config(
         vocab_size=vocab,
-        d_model=d_model,
-        d_kv=d_kv,
-        d_ff=d_ff,
-        num_layers=num_layers,
-        num_heads=num_heads,
+        **{**TINY_UMT5, **dims},
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
         feed_forward_proj="gated-gelu",
@@ -111,19 +112,13 @@ def text_encoder(vocab, seed, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_hea
     return model
 
 
-def transformer(in_channels, out_channels, seed, num_attention_heads=2, attention_head_dim=12, text_dim=32,
-                freq_dim=16, ffn_dim=48, num_layers=2):
+def transformer(in_channels, out_channels, seed, **dims):
     torch.manual_seed(seed)
     model = WanTransformer3DModel(
         patch_size=(1, 2, 2),
-        num_attention_heads=num_attention_heads,
-        attention_head_dim=attention_head_dim,
         in_channels=in_channels,
         out_channels=out_channels,
-        text_dim=text_dim,
-        freq_dim=freq_dim,
-        ffn_dim=ffn_dim,
-        num_layers=num_layers,
+        **{**TINY_DIT, **dims},
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
         eps=1e-6,
@@ -136,49 +131,29 @@ def transformer(in_channels, out_channels, seed, num_attention_heads=2, attentio
 def vae(generation, seed, num_res_blocks=1, attn_scales=(), real_dims=False, z_dim=None):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
+    # What Wan2.2's VAE has beside Wan2.1's layout: residual blocks over 2x2-patchified RGB.
+    wan22 = dict(is_residual=True, in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16)
     if real_dims:
         # The released checkpoints' VAE configurations (Wan2.1 and Wan2.2), random weights.
         z = 16 if generation == "2.1" else 48
-        extra = {} if generation == "2.1" else dict(
-            base_dim=160, decoder_base_dim=256, is_residual=True, in_channels=12, out_channels=12,
-            patch_size=2, scale_factor_spatial=16)
-        model = AutoencoderKLWan(
-            **{"base_dim": 96, **extra},
-            z_dim=z,
-            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
-            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
-        )
-    elif generation == "2.1":
-        z = 16
-        model = AutoencoderKLWan(
-            base_dim=4,
-            z_dim=z,
-            dim_mult=[1, 2, 2, 2],
-            num_res_blocks=num_res_blocks,
-            attn_scales=list(attn_scales),
-            temperal_downsample=[False, True, True],
-            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
-            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
-        )
+        dims = dict(base_dim=96) if generation == "2.1" else dict(base_dim=160, decoder_base_dim=256, **wan22)
     else:
-        z = z_dim or 8
-        model = AutoencoderKLWan(
+        z = 16 if generation == "2.1" else z_dim or 8
+        dims = dict(
             base_dim=4,
-            decoder_base_dim=6,
-            z_dim=z,
             dim_mult=[1, 2, 2, 2],
             num_res_blocks=num_res_blocks,
             attn_scales=list(attn_scales),
             temperal_downsample=[False, True, True],
-            is_residual=True,
-            in_channels=12,
-            out_channels=12,
-            patch_size=2,
-            scale_factor_temporal=4,
-            scale_factor_spatial=16,
-            latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
-            latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
         )
+        if generation != "2.1":
+            dims.update(decoder_base_dim=6, scale_factor_temporal=4, **wan22)
+    model = AutoencoderKLWan(
+        **dims,
+        z_dim=z,
+        latents_mean=(torch.randn(z, generator=gen) * 0.3).tolist(),
+        latents_std=(1.0 + torch.rand(z, generator=gen)).tolist(),
+    )
     perturb(model, seed)
     return model
 

@@ -6,10 +6,18 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use gst::prelude::*;
-use gstwanedit::backend::candle::{DeviceSpec, ModelKey, registry};
+use gstwanedit::backend::candle::{CandleBackend, CandleSettings, DeviceSpec, ModelKey, registry};
+use gstwanedit::backend::runtime::runtime;
+use gstwanedit::backend::{
+    self, BackendConfig, BackendKind, EditParams, EditRequest, JobReporter, JobUpdate, RgbFrame,
+    WindowId,
+};
 use gstwanedit::wan::parity::CaseSpec;
 
 const TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(300);
@@ -305,54 +313,58 @@ fn gst_launch_runs_backend_candle_from_the_shell() {
     assert!(stdout.contains("Got EOS"), "{stdout}");
 }
 
-/// The backend alone: a seed repeats a window exactly, another seed or another
-/// flow-shift changes it, and the reporter hears every step.
-#[test]
-fn a_seed_repeats_an_edit() {
-    use gstwanedit::backend::{
-        self, BackendConfig, BackendKind, EditParams, EditRequest, JobReporter, JobUpdate,
-        RgbFrame, WindowId,
-    };
-    use std::sync::{Arc, Mutex};
-
-    support::init();
-    let case = "v2v_tall_f13_long_prompt";
-    let config = |seed, flow_shift| BackendConfig {
+/// `backend=candle` on the CPU with a case's model.
+fn backend_config(case: &str, params: EditParams) -> BackendConfig {
+    BackendConfig {
         kind: BackendKind::Candle,
         model: Some(model_dir(case)),
-        params: EditParams {
-            prompt: "a boat".into(),
-            num_inference_steps: Some(2),
-            guidance_scale: Some(1.0),
-            strength: Some(1.0),
-            seed: Some(seed),
-            flow_shift,
-            ..Default::default()
-        },
-        candle: backend::candle::CandleSettings {
+        params,
+        candle: CandleSettings {
             device: "cpu".into(),
             ..Default::default()
         },
         ..Default::default()
-    };
+    }
+}
+
+/// A window of 5 frames of one colour at the case's size.
+fn flat_window(case: &str, params: EditParams, reporter: JobReporter) -> EditRequest {
     let spec = CaseSpec::read(&case_dir(case)).unwrap();
+    let frame = RgbFrame::filled(spec.width as u32, spec.height as u32, [90, 140, 200]);
+    EditRequest {
+        window: WindowId {
+            index: 0,
+            first_pts: None,
+            frames: 5,
+        },
+        frames: vec![frame; 5],
+        frame_rate: gst::Fraction::new(16, 1),
+        params,
+        reporter,
+    }
+}
+
+/// The backend alone: a seed repeats a window exactly, another seed or another
+/// flow-shift changes it, and the reporter hears every step.
+#[test]
+fn a_seed_repeats_an_edit() {
+    support::init();
+    let case = "v2v_tall_f13_long_prompt";
+    let params = |seed, flow_shift| EditParams {
+        prompt: "a boat".into(),
+        num_inference_steps: Some(2),
+        guidance_scale: Some(1.0),
+        strength: Some(1.0),
+        seed: Some(seed),
+        flow_shift,
+        ..Default::default()
+    };
     let edit = |seed: u64, flow_shift: Option<f64>, updates: Arc<Mutex<Vec<JobUpdate>>>| {
-        let cfg = config(seed, flow_shift);
-        let backend = backend::create(&cfg).unwrap();
-        let frame = RgbFrame::filled(spec.width as u32, spec.height as u32, [90, 140, 200]);
-        let request = EditRequest {
-            window: WindowId {
-                index: 0,
-                first_pts: None,
-                frames: 5,
-            },
-            frames: vec![frame; 5],
-            frame_rate: gst::Fraction::new(16, 1),
-            params: cfg.params.clone(),
-            reporter: JobReporter::new(move |u| updates.lock().unwrap().push(u)),
-        };
-        let clip = backend::runtime::runtime()
-            .block_on(backend.edit(request))
+        let params = params(seed, flow_shift);
+        let backend = backend::create(&backend_config(case, params.clone())).unwrap();
+        let reporter = JobReporter::new(move |u| updates.lock().unwrap().push(u));
+        let clip = runtime()
+            .block_on(backend.edit(flat_window(case, params, reporter)))
             .unwrap();
         clip.frames
             .into_iter()
@@ -388,27 +400,76 @@ fn a_seed_repeats_an_edit() {
     assert_eq!(progress, [Some(0.0), Some(0.5), Some(1.0)]);
 }
 
+/// Dropping a window's future (a flush, a stop, a timeout) stops the model thread at its
+/// next step: the thread lets go of the reporter long before the steps asked for.
+#[test]
+fn dropping_an_edit_stops_the_model_thread() {
+    const STEPS: usize = 200;
+    support::init();
+    let case = "v2v_tall_f13_long_prompt";
+    let params = EditParams {
+        prompt: "a boat".into(),
+        num_inference_steps: Some(STEPS as u32),
+        guidance_scale: Some(1.0),
+        strength: Some(1.0),
+        seed: Some(1),
+        ..Default::default()
+    };
+    let backend = backend::create(&backend_config(case, params.clone())).unwrap();
+    // The sender lives in the reporter, so the channel closes when the thread ends.
+    let (tx, rx) = mpsc::channel();
+    let reporter = JobReporter::new(move |u| {
+        let _ = tx.send(u);
+    });
+    let edit = runtime().spawn(backend.edit(flat_window(case, params, reporter)));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let next = || rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+
+    let mut reports = 0;
+    loop {
+        match next() {
+            Ok(JobUpdate::Running { progress }) => {
+                reports += 1;
+                if progress > Some(0.0) {
+                    break;
+                }
+            }
+            Ok(JobUpdate::Submitted { .. }) => {}
+            Err(e) => panic!("no step ran: {e}"),
+        }
+    }
+    edit.abort();
+    let dropped = runtime()
+        .block_on(edit)
+        .expect_err("the edit is still running");
+    assert!(dropped.is_cancelled(), "{dropped}");
+    loop {
+        match next() {
+            Ok(_) => reports += 1,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the model thread still runs after the edit was dropped ({reports} reports)")
+            }
+        }
+    }
+    assert!(
+        reports < STEPS / 4,
+        "{reports} reports for {STEPS} steps: the model thread went on after the drop"
+    );
+}
+
 /// A prompt that was not encoded at load (changed while playing) loads the dropped text
 /// encoder again, and drops it after.
 #[test]
 fn a_new_prompt_reloads_the_dropped_text_encoder() {
-    use gstwanedit::backend::candle::{CandleBackend, CandleSettings};
-    use gstwanedit::backend::{BackendConfig, BackendKind, EditParams};
-
     let case = "lucy_tall_f13_unipc_long_prompt";
-    let config = BackendConfig {
-        kind: BackendKind::Candle,
-        model: Some(model_dir(case)),
-        params: EditParams {
+    let config = backend_config(
+        case,
+        EditParams {
             prompt: "first".into(),
             ..Default::default()
         },
-        candle: CandleSettings {
-            device: "cpu".into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    );
     let backend = CandleBackend::new(&config).unwrap();
     let shared = backend.shared_model();
     assert!(!shared.has_text_encoder());

@@ -2,23 +2,12 @@
 //! `HF_HUB_CACHE`), offline.
 //! In its own test binary because it sets `HF_HOME` for the process.
 
+mod support;
+
 use std::path::Path;
 
 use candle_core::{DType, Device};
 use gstwanedit::wan;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 #[test]
 fn repo_ids_resolve_through_the_cache() {
@@ -30,7 +19,7 @@ fn repo_ids_resolve_through_the_cache() {
     std::fs::write(repo.join("refs/main"), commit).unwrap();
     let case = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/parity/t2v_square_f5_1step/model");
-    copy_dir(&case, &repo.join("snapshots").join(commit));
+    support::copy_dir(&case, &repo.join("snapshots").join(commit));
     // SAFETY: this binary's only test, so no other thread reads the environment.
     unsafe {
         std::env::set_var("HF_HOME", &home);

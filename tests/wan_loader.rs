@@ -2,26 +2,16 @@
 //! errors naming the file, sharded weights, half-precision files, and repository ids
 //! resolved through the Hugging Face cache.
 
+mod support;
+
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use gstwanedit::wan::{self, WanError};
 
 const CASE: &str = "tests/fixtures/parity/t2v_square_f5_1step";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A fresh copy of the case's model directory, removed when dropped.
 struct ModelCopy(PathBuf);
@@ -42,7 +32,7 @@ impl Drop for ModelCopy {
 fn model_copy(test: &str) -> ModelCopy {
     let dir = std::env::temp_dir().join(format!("wanedit-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(
+    support::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(CASE)
             .join("model"),
@@ -69,57 +59,93 @@ fn error_of(result: wan::Result<wan::WanModel>) -> WanError {
     }
 }
 
-#[test]
-fn unknown_pipeline_class_names_model_index() {
-    let dir = model_copy("unknown-class");
-    edit_json(&dir.join("model_index.json"), |v| {
-        v["_class_name"] = "StableDiffusionPipeline".into()
-    });
-    let err = error_of(load(&dir));
-    assert!(matches!(err, WanError::UnknownClass { .. }), "{err}");
-    let message = err.to_string();
-    assert!(
-        message.contains("model_index.json") && message.contains("StableDiffusionPipeline"),
-        "{message}"
-    );
+/// A damage done to a fresh model copy, and what the load error must say of it.
+struct Damage {
+    name: &'static str,
+    damage: fn(&Path),
+    /// The error variant, where the case pins one.
+    variant: Option<fn(&WanError) -> bool>,
+    /// What the message must name.
+    names: &'static [&'static str],
+}
+
+fn damages() -> Vec<Damage> {
+    vec![
+        Damage {
+            name: "unknown-class",
+            damage: |dir| {
+                edit_json(&dir.join("model_index.json"), |v| {
+                    v["_class_name"] = "StableDiffusionPipeline".into()
+                })
+            },
+            variant: Some(|e| matches!(e, WanError::UnknownClass { .. })),
+            names: &["model_index.json", "StableDiffusionPipeline"],
+        },
+        Damage {
+            name: "missing-weights",
+            damage: |dir| {
+                std::fs::remove_file(dir.join("transformer/diffusion_pytorch_model.safetensors"))
+                    .unwrap()
+            },
+            variant: None,
+            names: &["transformer/diffusion_pytorch_model.safetensors"],
+        },
+        Damage {
+            name: "missing-config",
+            damage: |dir| std::fs::remove_file(dir.join("vae/config.json")).unwrap(),
+            variant: None,
+            names: &["vae/config.json", "missing"],
+        },
+        Damage {
+            name: "wrong-shape",
+            damage: |dir| {
+                edit_json(&dir.join("transformer/config.json"), |v| {
+                    v["ffn_dim"] = 50.into()
+                })
+            },
+            variant: Some(|e| matches!(e, WanError::Weight { .. })),
+            // The weight file and the tensor.
+            names: &[
+                "transformer/diffusion_pytorch_model.safetensors",
+                "ffn.net.0.proj.weight",
+            ],
+        },
+        Damage {
+            name: "missing-shard",
+            damage: |dir| {
+                let index = serde_json::json!({ "weight_map": { "proj_out.weight": "diffusion_pytorch_model-00001-of-00002.safetensors" } });
+                std::fs::remove_file(dir.join("transformer/diffusion_pytorch_model.safetensors"))
+                    .unwrap();
+                std::fs::write(
+                    dir.join("transformer/diffusion_pytorch_model.safetensors.index.json"),
+                    index.to_string(),
+                )
+                .unwrap();
+            },
+            variant: None,
+            names: &["diffusion_pytorch_model-00001-of-00002.safetensors"],
+        },
+    ]
 }
 
 #[test]
-fn missing_weights_name_the_file() {
-    let dir = model_copy("missing-weights");
-    std::fs::remove_file(dir.join("transformer/diffusion_pytorch_model.safetensors")).unwrap();
-    let message = error_of(load(&dir)).to_string();
-    assert!(
-        message.contains("transformer/diffusion_pytorch_model.safetensors"),
-        "{message}"
-    );
-}
-
-#[test]
-fn missing_config_names_the_file() {
-    let dir = model_copy("missing-config");
-    std::fs::remove_file(dir.join("vae/config.json")).unwrap();
-    let message = error_of(load(&dir)).to_string();
-    assert!(
-        message.contains("vae/config.json") && message.contains("missing"),
-        "{message}"
-    );
-}
-
-#[test]
-fn wrong_shapes_name_the_weight_file_and_tensor() {
-    let dir = model_copy("wrong-shape");
-    edit_json(&dir.join("transformer/config.json"), |v| {
-        v["ffn_dim"] = 50.into()
-    });
-    let err = error_of(load(&dir));
-    let message = err.to_string();
-    assert!(matches!(err, WanError::Weight { .. }), "{message}");
-    assert!(
-        message.contains("transformer/diffusion_pytorch_model.safetensors"),
-        "{message}"
-    );
-    assert!(message.contains("ffn.net.0.proj.weight"), "{message}");
+fn load_errors_name_what_is_damaged() {
+    for case in damages() {
+        let dir = model_copy(case.name);
+        (case.damage)(&dir);
+        let err = error_of(load(&dir));
+        let message = err.to_string();
+        if let Some(variant) = case.variant {
+            assert!(variant(&err), "{}: wrong variant: {message}", case.name);
+        }
+        for name in case.names {
+            assert!(
+                message.contains(name),
+                "{}: `{name}` not named: {message}",
+                case.name
+            );
+        }
+    }
 }
 
 /// The transformer split over two shards with an index loads to the same model.
@@ -179,23 +205,6 @@ fn sharded_weights_load_identically() {
 }
 
 #[test]
-fn a_missing_shard_is_named() {
-    let dir = model_copy("missing-shard");
-    let index = serde_json::json!({ "weight_map": { "proj_out.weight": "diffusion_pytorch_model-00001-of-00002.safetensors" } });
-    std::fs::remove_file(dir.join("transformer/diffusion_pytorch_model.safetensors")).unwrap();
-    std::fs::write(
-        dir.join("transformer/diffusion_pytorch_model.safetensors.index.json"),
-        index.to_string(),
-    )
-    .unwrap();
-    let message = error_of(load(&dir)).to_string();
-    assert!(
-        message.contains("diffusion_pytorch_model-00001-of-00002.safetensors"),
-        "{message}"
-    );
-}
-
-#[test]
 fn the_text_encoder_can_be_dropped_after_encoding() {
     let mut model = load(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -216,7 +225,9 @@ fn the_text_encoder_can_be_dropped_after_encoding() {
         flow_shift: None,
     };
     let out = model
-        .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {})
+        .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {
+            ControlFlow::Continue(())
+        })
         .unwrap();
     assert_eq!(out.video.dims(), &[5, 32, 32, 3]);
 }
@@ -240,35 +251,19 @@ fn half_precision_runs_close_to_f32() {
             flow_shift: None,
         };
         model
-            .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {})
+            .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {
+                ControlFlow::Continue(())
+            })
             .unwrap()
             .video
     };
     let (full, half) = (run(DType::F32), run(DType::F16));
     assert_eq!(half.dtype(), DType::F32);
-    let err = ((&half - &full)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .sqrt()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap())
-        / full
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+    let err = wan::parity::relative_l2(&half, &full).unwrap();
     assert!(err < 0.05, "f16 relative error {err}");
     assert!(
         err > 0.0,
-        "bf16 gave exactly the f32 result: the dtype was not applied"
+        "f16 gave exactly the f32 result: the dtype was not applied"
     );
 }
 

@@ -37,6 +37,9 @@ pub enum WanError {
     Tokenizer { path: PathBuf, message: String },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The caller's [`Progress`](super::Progress) callback stopped the run.
+    #[error("cancelled")]
+    Cancelled,
     // Boxed: candle's error is large, and every `Result` here would carry its size.
     #[error(transparent)]
     Candle(Box<candle_core::Error>),

@@ -4,6 +4,8 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), gstwanedit::wan::WanError> {
+//! use std::ops::ControlFlow;
+//!
 //! use candle_core::{DType, Device, Tensor};
 //! use gstwanedit::wan::{self, Noise, Sampling};
 //!
@@ -12,7 +14,10 @@
 //! model.drop_text_encoder();
 //! let video = Tensor::zeros((81, 480, 832, 3), DType::F32, &Device::Cpu)?;
 //! let sampling = Sampling { num_inference_steps: 50, guidance_scale: 5.0, noise: Noise::Seed(0), flow_shift: None };
-//! let out = model.lucy_edit(&video, &embeds, &sampling, &mut |done, all| println!("{done}/{all}"))?;
+//! let out = model.lucy_edit(&video, &embeds, &sampling, &mut |done, all| {
+//!     println!("{done}/{all}");
+//!     ControlFlow::Continue(()) // or Break(()) to stop at this step
+//! })?;
 //! # let _ = out; Ok(()) }
 //! ```
 

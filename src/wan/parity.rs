@@ -4,6 +4,7 @@
 //! `examples/wan_gpu.rs` on CUDA in f32 and bf16.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -125,7 +126,7 @@ pub fn run_case(
         noise: Noise::Tensor(input("noise")?),
         flow_shift: None,
     };
-    let mut progress = |_: usize, _: usize| {};
+    let mut progress = |_: usize, _: usize| ControlFlow::Continue(());
     let generation: Generation = match spec.pipeline.as_str() {
         "lucy-edit" => model.lucy_edit(&input("video")?, &embeds, &sampling, &mut progress),
         "video2video" => {

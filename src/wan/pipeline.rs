@@ -4,6 +4,8 @@
 //! the VAE's normalised latent space, the scheduler of `scheduler/`, and classifier-free
 //! guidance `uncond + g * (cond - uncond)` whenever `g > 1`.
 
+use std::ops::ControlFlow;
+
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -86,8 +88,32 @@ pub fn frames_to_rgb8(video: &Tensor) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// Reports `(steps done, steps in all)` after each denoising step.
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+/// Hears `(steps done, steps in all)`: `(0, N)` before the first step (once the source
+/// video is encoded), then `(k, N)` after step k. Returning `Break` stops the pipeline there
+/// (before the next step, or before the decode) with [`WanError::Cancelled`]: a step of
+/// a real model takes seconds, so this is how a caller that no longer wants the result
+/// frees the device.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
+
+/// Where a pipeline's denoising starts.
+enum Start<'a> {
+    /// From pure noise, at the first step.
+    Noise(Tensor),
+    /// From `source` noised with `noise` to the timestep of `step`, at that step.
+    Renoised {
+        source: &'a Tensor,
+        noise: Tensor,
+        step: usize,
+    },
+}
+
+/// Passes `(done, all)` to `progress`, and stops the run where it breaks.
+fn report(progress: Progress, done: usize, all: usize) -> Result<()> {
+    match progress(done, all) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(WanError::Cancelled),
+    }
+}
 
 impl WanModel {
     /// Lucy-Edit: pure noise, with the source video's latents concatenated on the
@@ -108,24 +134,16 @@ impl WanModel {
         }
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let mut scheduler = Scheduler::new(
-            &self.scheduler_config(sampling),
-            sampling.num_inference_steps,
-        );
-        let (final_latents, first_noise_pred) = self.denoise(
-            noise,
+        let generation = self.generate(
+            Start::Noise(noise),
             Some(&source),
             embeds,
-            &mut scheduler,
-            0,
-            sampling.guidance_scale,
+            sampling,
             progress,
         )?;
         Ok(Generation {
-            video: self.decode_video(&final_latents)?,
             source_latents: Some(source),
-            first_noise_pred,
-            final_latents,
+            ..generation
         })
     }
 
@@ -152,25 +170,17 @@ impl WanModel {
                 "strength {strength} with {steps} steps leaves no step to run"
             )));
         }
-        let start = steps - kept;
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let mut scheduler = Scheduler::new(&self.scheduler_config(sampling), steps);
-        let latents = scheduler.add_noise(&source, &noise, scheduler.timesteps()[start])?;
-        let (final_latents, first_noise_pred) = self.denoise(
-            latents,
-            None,
-            embeds,
-            &mut scheduler,
-            start,
-            sampling.guidance_scale,
-            progress,
-        )?;
+        let start = Start::Renoised {
+            source: &source,
+            noise,
+            step: steps - kept,
+        };
+        let generation = self.generate(start, None, embeds, sampling, progress)?;
         Ok(Generation {
-            video: self.decode_video(&final_latents)?,
             source_latents: Some(source),
-            first_noise_pred,
-            final_latents,
+            ..generation
         })
     }
 
@@ -187,16 +197,42 @@ impl WanModel {
         self.expect_plain_transformer("text2video")?;
         let shape = self.latent_shape(num_frames, height, width)?;
         let noise = self.noise(&sampling.noise, &shape)?;
+        self.generate(Start::Noise(noise), None, embeds, sampling, progress)
+    }
+
+    /// What every pipeline does once it has its first latents: set up the scheduler,
+    /// denoise with `condition` beside the latents at each step, and decode. The
+    /// generation has no source latents; the pipelines that have them add them.
+    fn generate(
+        &self,
+        start: Start,
+        condition: Option<&Tensor>,
+        embeds: &PromptEmbeds,
+        sampling: &Sampling,
+        progress: Progress,
+    ) -> Result<Generation> {
         let mut scheduler = Scheduler::new(
             &self.scheduler_config(sampling),
             sampling.num_inference_steps,
         );
+        // Video-to-video's latents are noised to the timestep it starts at.
+        let (latents, first_step) = match start {
+            Start::Noise(noise) => (noise, 0),
+            Start::Renoised {
+                source,
+                noise,
+                step,
+            } => (
+                scheduler.add_noise(source, &noise, scheduler.timesteps()[step])?,
+                step,
+            ),
+        };
         let (final_latents, first_noise_pred) = self.denoise(
-            noise,
-            None,
+            latents,
+            condition,
             embeds,
             &mut scheduler,
-            0,
+            first_step,
             sampling.guidance_scale,
             progress,
         )?;
@@ -334,6 +370,7 @@ impl WanModel {
             (_, false) => None,
         };
         let timesteps = scheduler.timesteps()[start..].to_vec();
+        report(progress, 0, timesteps.len())?;
         let mut first = None;
         for (i, &t) in timesteps.iter().enumerate() {
             let input = match condition {
@@ -355,7 +392,7 @@ impl WanModel {
                 pred = (&pred_u + ((pred - &pred_u)? * guidance_scale)?)?;
             }
             latents = scheduler.step(&pred, t, &latents)?;
-            progress(i + 1, timesteps.len());
+            report(progress, i + 1, timesteps.len())?;
         }
         let first =
             first.ok_or_else(|| WanError::InvalidInput("no denoising step to run".into()))?;
@@ -366,6 +403,72 @@ impl WanModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tiny model of a committed parity case (`tests/fixtures/parity/<case>/model`).
+    fn fixture_model(case: &str) -> WanModel {
+        let dir = format!(
+            "{}/tests/fixtures/parity/{case}/model",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        crate::wan::load(&dir, &Device::Cpu, DType::F32).unwrap()
+    }
+
+    /// Runs `pipeline` with a case's model for 4 steps and a callback that breaks at
+    /// `(stop, 4)`: the run ends there with `Cancelled`, having heard each call once.
+    fn assert_stops_at(
+        stop: usize,
+        case: &str,
+        pipeline: impl Fn(&WanModel, &PromptEmbeds, &Sampling, Progress) -> Result<Generation>,
+    ) {
+        let model = fixture_model(case);
+        let embeds = model.encode_prompts("a red ball", "", 1.0).unwrap();
+        let sampling = Sampling {
+            num_inference_steps: 4,
+            guidance_scale: 1.0,
+            noise: Noise::Seed(1),
+            flow_shift: None,
+        };
+        let mut heard = Vec::new();
+        let result = pipeline(&model, &embeds, &sampling, &mut |done, all| {
+            heard.push((done, all));
+            if done == stop {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(
+            matches!(result, Err(WanError::Cancelled)),
+            "{case}: {result:?}"
+        );
+        let expected: Vec<(usize, usize)> = (0..=stop).map(|done| (done, 4)).collect();
+        assert_eq!(heard, expected, "{case}: {stop} steps run, then nothing");
+    }
+
+    fn video(size: usize) -> Tensor {
+        Tensor::zeros((5, size, size, 3), DType::F32, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn a_break_after_step_1_cancels_every_pipeline() {
+        assert_stops_at(1, "lucy_square_f5_1step", |m, e, s, p| {
+            m.lucy_edit(&video(64), e, s, p)
+        });
+        assert_stops_at(1, "v2v_square_f5_4steps_cfg", |m, e, s, p| {
+            m.video2video(&video(32), e, s, 1.0, p)
+        });
+        assert_stops_at(1, "t2v_square_f5_1step", |m, e, s, p| {
+            m.text2video(e, 5, 32, 32, s, p)
+        });
+    }
+
+    /// The first call comes once the source is encoded: breaking there runs no step.
+    #[test]
+    fn a_break_before_the_first_step_runs_none() {
+        assert_stops_at(0, "lucy_square_f5_1step", |m, e, s, p| {
+            m.lucy_edit(&video(64), e, s, p)
+        });
+    }
 
     #[test]
     fn rgb8_frames_round_trip() -> Result<()> {

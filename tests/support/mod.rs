@@ -1,6 +1,8 @@
-//! Shared helpers of the integration tests: deterministic backends and stream builders.
+//! Shared helpers of the integration tests: deterministic backends, stream builders and
+//! copies of fixture directories.
 #![allow(dead_code)] // each test binary uses its own part of the helpers
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -225,4 +227,18 @@ pub fn pull_all(h: &mut gst_check::Harness) -> Vec<gst::Buffer> {
         out.push(b);
     }
     out
+}
+
+/// Copies the directory `from` to `to`, recursively (to damage or rearrange a fixture).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

@@ -11,9 +11,10 @@ mod settings;
 mod shared;
 mod sizes;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 
@@ -137,15 +138,40 @@ impl Backend for CandleBackend {
             request.reporter.report(JobUpdate::Submitted {
                 job_id: format!("candle-{job}"),
             });
-            tokio::task::spawn_blocking(move || run(&model, request))
+            // Dropped with this future (flush, stop, timeout): the model thread then stops
+            // at its next step, and its result, which nobody waits for, goes unseen.
+            let cancel = CancelOnDrop::default();
+            let cancelled = cancel.flag();
+            tokio::task::spawn_blocking(move || run(&model, request, &cancelled))
                 .await
                 .map_err(|e| BackendError::Model(format!("the model thread failed: {e}")))?
         })
     }
 }
 
-/// Edits one window with the model (blocking: minutes on a GPU for a real model).
-fn run(shared: &SharedModel, request: EditRequest) -> Result<EditedClip, BackendError> {
+/// Raises its flag when dropped.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl CancelOnDrop {
+    fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Edits one window with the model (blocking: minutes on a GPU for a real model), until
+/// `cancelled` is raised: then it stops at the next step with [`WanError::Cancelled`].
+fn run(
+    shared: &SharedModel,
+    request: EditRequest,
+    cancelled: &AtomicBool,
+) -> Result<EditedClip, BackendError> {
     let failed = |e: WanError| BackendError::Model(e.to_string());
     let params = &request.params;
     let guidance_scale = params.guidance_scale.unwrap_or(DEFAULT_GUIDANCE);
@@ -172,13 +198,15 @@ fn run(shared: &SharedModel, request: EditRequest) -> Result<EditedClip, Backend
         .map_err(failed)?;
     drop(pixels);
     let reporter = request.reporter;
-    reporter.report(JobUpdate::Running {
-        progress: Some(0.0),
-    });
+    // The pipeline reports (0, N) itself, once the source is encoded.
     let mut progress = |done: usize, all: usize| {
+        if cancelled.load(Ordering::Relaxed) {
+            return ControlFlow::Break(());
+        }
         reporter.report(JobUpdate::Running {
             progress: Some(done as f64 / all as f64),
-        })
+        });
+        ControlFlow::Continue(())
     };
     let generation = match model.kind() {
         PipelineKind::LucyEdit => model.lucy_edit(&video, &embeds, &sampling, &mut progress),
