@@ -1,8 +1,10 @@
 """One denoising step with CFG (two DiT forwards) of diffusers' WanTransformer3DModel on
 CUDA in bf16 with its default attention (PyTorch SDPA), random weights: the PyTorch side
 of scripts/gpu-check.sh. Prints one JSON line, as examples/wan_gpu.rs does.
+`attention` times one self-attention alone with the SDPA diffusers calls.
 
     python3 scripts/gpu_bench_diffusers.py wan2.1-1.3b [frames=81 height=480 width=832 steps=2]
+    python3 scripts/gpu_bench_diffusers.py attention [tokens=32760 heads=12 steps=10]
 """
 
 import json
@@ -10,6 +12,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 
 CONFIGS = {
@@ -20,9 +23,42 @@ CONFIGS = {
 }
 
 
+def seconds_per_call(calls, f):
+    """Seconds per call of `f` after one warm-up call."""
+    with torch.inference_mode():
+        f()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            f()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) / calls
+
+
+def attention(options):
+    tokens = int(options.get("tokens", 32760))
+    heads = int(options.get("heads", 12))
+    calls = int(options.get("steps", 10))
+    q, k, v = (torch.randn((1, heads, tokens, 128), device="cuda", dtype=torch.bfloat16)
+               for _ in range(3))
+    seconds = seconds_per_call(calls, lambda: F.scaled_dot_product_attention(q, k, v))
+    print(json.dumps({
+        "impl": "diffusers",
+        "config": "attention",
+        "heads": heads,
+        "tokens": tokens,
+        "seconds_per_step": seconds,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+    }))
+
+
 def main():
     name = sys.argv[1]
     options = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    if name == "attention":
+        attention(options)
+        return
     frames = int(options.get("frames", 81))
     height = int(options.get("height", 480))
     width = int(options.get("width", 832))
@@ -58,14 +94,7 @@ def main():
         b = model(hidden_states=x, timestep=t, encoder_hidden_states=uncond, return_dict=False)[0]
         return b + 5.0 * (a - b)
 
-    with torch.inference_mode():
-        step()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) / steps
+    seconds = seconds_per_call(steps, step)
     print(json.dumps({
         "impl": "diffusers",
         "config": name,

@@ -18,15 +18,17 @@ def main():
     candle = {r["config"]: r for r in rows if r["impl"] == "candle"}
     torch = {r["config"]: r for r in rows if r["impl"] == "diffusers"}
     print(f"{gpu}, {datetime.date.today()}; bf16 peak {peak or 'unknown'} TFLOP/s\n")
-    print("| configuration | tokens | TFLOP/step | Candle s/step | PyTorch s/step "
-          "| Candle / PyTorch | Candle TFLOP/s | of peak | PyTorch TFLOP/s | of peak |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| configuration | tokens | TFLOP/step | Candle attention | Candle s/step "
+          "| PyTorch s/step | Candle / PyTorch | Candle TFLOP/s | of peak | PyTorch TFLOP/s "
+          "| of peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for config, c in candle.items():
         t = torch.get(config)
         flop = c["tflop_per_step"]
         ts = t["seconds_per_step"] if t else float("nan")
         fraction = lambda s: f"{flop / s / peak:.0%}" if peak else "-"
-        print(f"| {config} | {c['tokens']} | {flop:.0f} | {c['seconds_per_step']:.3f} | {ts:.3f} "
+        print(f"| {config} | {c['tokens']} | {flop:.1f} | {c['attention']} "
+              f"| {c['seconds_per_step']:.3f} | {ts:.3f} "
               f"| {c['seconds_per_step'] / ts:.2f} | {flop / c['seconds_per_step']:.0f} "
               f"| {fraction(c['seconds_per_step'])} | {flop / ts:.0f} | {fraction(ts)} |")
 
