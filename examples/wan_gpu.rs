@@ -37,10 +37,10 @@ fn main() -> Result<()> {
 fn device(name: Option<&String>) -> Result<Device> {
     match name.map(String::as_str).unwrap_or("cuda:0") {
         "cpu" => Ok(Device::Cpu),
-        other => {
-            let n = other.strip_prefix("cuda:").unwrap_or("0").parse()?;
-            Ok(Device::new_cuda(n)?)
-        }
+        other => match other.strip_prefix("cuda:").map(str::parse) {
+            Some(Ok(n)) => Ok(Device::new_cuda(n)?),
+            _ => Err(format!("device {other:?}: give cpu or cuda:N").into()),
+        },
     }
 }
 

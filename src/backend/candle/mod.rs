@@ -173,6 +173,10 @@ fn run(
     cancelled: &AtomicBool,
 ) -> Result<EditedClip, BackendError> {
     let failed = |e: WanError| BackendError::Model(e.to_string());
+    // A window flushed while it waited for a thread: not even the prompt is encoded.
+    if cancelled.load(Ordering::Relaxed) {
+        return Err(failed(WanError::Cancelled));
+    }
     let params = &request.params;
     let guidance_scale = params.guidance_scale.unwrap_or(DEFAULT_GUIDANCE);
     let embeds = shared

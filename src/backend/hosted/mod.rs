@@ -316,17 +316,82 @@ fn url_at(body: &Value, pointer: &str) -> Result<Url, BackendError> {
     Url::parse(text).map_err(|e| BackendError::Protocol(format!("{pointer} {text:?}: {e}")))
 }
 
+/// A provider's answer, cut for an error message, with what may be a credential left out:
+/// errors reach the bus and logs, and answers about uploads carry storage tokens and
+/// signed URLs.
 fn short(body: &Value) -> String {
-    let text = body.to_string();
+    let text = redacted(body).to_string();
     match text.char_indices().nth(300) {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text,
     }
 }
 
+/// `body` with the values of credential-like keys, and the queries of URLs (where
+/// signatures go), replaced.
+fn redacted(body: &Value) -> Value {
+    const SECRET_KEYS: [&str; 7] = [
+        "token",
+        "key",
+        "secret",
+        "signature",
+        "password",
+        "authorization",
+        "credential",
+    ];
+    match body {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| {
+                    let name_lower = name.to_ascii_lowercase();
+                    let value = if SECRET_KEYS.iter().any(|k| name_lower.contains(k)) {
+                        Value::from("<redacted>")
+                    } else {
+                        redacted(value)
+                    };
+                    (name.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        Value::String(text) => match Url::parse(text) {
+            Ok(mut url) if url.query().is_some() => {
+                url.set_query(None);
+                Value::from(format!("{url}?<redacted>"))
+            }
+            _ => body.clone(),
+        },
+        _ => body.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_in_errors_hold_no_credentials() {
+        let answer = json!({
+            "token": "s3cr3t-token",
+            "token_type": "Bearer",
+            "upload": {"url": "https://bucket.example/clip.mp4?X-Amz-Signature=abc123", "api_key": "k"},
+            "files": ["https://cdn.example/a.mp4?sig=zzz"],
+            "status": "ok"
+        });
+        let shown = short(&answer);
+        for secret in ["s3cr3t-token", "Bearer", "abc123", "\"k\"", "zzz"] {
+            assert!(!shown.contains(secret), "{secret} leaked into {shown}");
+        }
+        assert!(
+            shown.contains("https://bucket.example/clip.mp4?<redacted>"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"status\":\"ok\""), "{shown}");
+        let error = text(&answer, "/base_url").unwrap_err().to_string();
+        assert!(!error.contains("s3cr3t-token"), "{error}");
+    }
 
     #[test]
     fn endpoints_join_below_their_path() {

@@ -46,7 +46,7 @@ impl Protocol for Together {
 
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
         let mut body = self.model.input(&inputs);
-        let video = body.remove(FIELDS.video);
+        let video = body.remove(self.model.fields.video);
         let mut media = json!({"source_video": {"video": video}});
         if let Some(images) = body.remove("reference_images") {
             media["reference_images"] = images;

@@ -10,9 +10,12 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorage, WrapErr};
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, bail};
+use candle_core::{
+    CpuStorage, CustomOp3, DType, Device, DeviceLocation, Layout, Result, Shape, Tensor, bail,
+};
 use half::bf16;
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/flash_attn.ptx"));
 const KERNEL: &str = "wan_flash_attn_bf16_d128";
@@ -20,16 +23,20 @@ const HEAD_DIM: usize = 128;
 /// Query rows per block and threads per block, as the kernel is written.
 const BLOCK_ROWS: usize = 128;
 const BLOCK_THREADS: u32 = 256;
+/// Batch times heads: the grid's y dimension, which CUDA caps at 65,535.
+const MAX_HEADS: usize = 65_535;
 /// The largest relative L2 error the self-check accepts: bf16's tolerance of the parity
 /// cases.
 const SELF_CHECK_TOLERANCE: f64 = 2e-2;
 
 /// Whether the fused kernel computes attention of these queries.
 pub fn supports(q: &Tensor) -> bool {
-    q.device().is_cuda() && q.dtype() == DType::BF16 && q.dims().last() == Some(&HEAD_DIM)
+    q.device().is_cuda()
+        && q.dtype() == DType::BF16
+        && matches!(q.dims4(), Ok((b, h, sq, HEAD_DIM)) if sq > 0 && b * h <= MAX_HEADS)
 }
 
-/// What the first fused attention of the process found: the kernel is used only where it
+/// What the first fused attention on a device found: the kernel is used only where it
 /// agreed with the blocked attention.
 #[derive(Debug, Clone)]
 pub enum SelfCheck {
@@ -66,19 +73,28 @@ impl std::fmt::Display for SelfCheck {
     }
 }
 
-/// Runs the kernel once against the blocked attention on `device`, on the first call of
-/// the process, and returns what it found ever after.
+/// Runs the kernel once against the blocked attention on `device`, on the first call for
+/// that device, and returns what it found ever after.
 ///
 /// The kernel is compiled from PTX by the driver of whatever GPU it meets; one small
 /// comparison (tails of both tile sizes included) keeps a wrong result on an untested
-/// GPU or driver from reaching a video. The first CUDA device used decides for the process.
-pub fn self_check(device: &Device) -> &'static SelfCheck {
-    static CHECK: OnceLock<SelfCheck> = OnceLock::new();
-    CHECK.get_or_init(|| match compare_with_blocked(device) {
-        Ok(error) if error <= SELF_CHECK_TOLERANCE => SelfCheck::Passed { error },
-        Ok(error) => SelfCheck::Disagreed { error },
-        Err(why) => SelfCheck::Failed(why),
-    })
+/// GPU or driver from reaching a video. It cannot catch what this size does not show,
+/// and a kernel that faults leaves the CUDA context unusable: such a failure fails the
+/// window rather than falling back.
+pub fn self_check(device: &Device) -> SelfCheck {
+    static CHECKS: Mutex<BTreeMap<usize, SelfCheck>> = Mutex::new(BTreeMap::new());
+    let DeviceLocation::Cuda { gpu_id } = device.location() else {
+        return SelfCheck::Failed("not a CUDA device".into());
+    };
+    let mut checks = CHECKS.lock().unwrap_or_else(|e| e.into_inner());
+    checks
+        .entry(gpu_id)
+        .or_insert_with(|| match compare_with_blocked(device) {
+            Ok(error) if error <= SELF_CHECK_TOLERANCE => SelfCheck::Passed { error },
+            Ok(error) => SelfCheck::Disagreed { error },
+            Err(why) => SelfCheck::Failed(why),
+        })
+        .clone()
 }
 
 /// The kernel's relative L2 error on bf16 inputs against the blocked attention in f32 of
@@ -152,8 +168,11 @@ impl CustomOp3 for FlashAttention {
                 v_l.shape()
             );
         }
-        if kv_len == 0 {
-            bail!("fused attention over no keys");
+        if kv_len == 0 || q_len == 0 || b * h > MAX_HEADS {
+            bail!(
+                "fused attention needs keys, queries and at most {MAX_HEADS} heads in all: got {kv_len} keys, {q_len} queries, {} heads",
+                b * h
+            );
         }
         // The kernel reads 16-byte vectors: each operand must start on 8 bf16 values.
         for l in [q_l, k_l, v_l] {
