@@ -470,6 +470,14 @@ mod tests {
         });
     }
 
+    /// The last call comes before the decode: breaking there skips it.
+    #[test]
+    fn a_break_after_the_last_step_skips_the_decode() {
+        assert_stops_at(4, "t2v_square_f5_1step", |m, e, s, p| {
+            m.text2video(e, 5, 32, 32, s, p)
+        });
+    }
+
     #[test]
     fn rgb8_frames_round_trip() -> Result<()> {
         let frames = vec![
