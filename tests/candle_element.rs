@@ -458,6 +458,80 @@ fn dropping_an_edit_stops_the_model_thread() {
     );
 }
 
+/// What a window's reporter heard, and when the window's model thread let it go.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Running(char),
+    Released(char),
+}
+
+/// Says [`Heard::Released`] when the reporter holding it is dropped, which the model
+/// thread does as it ends.
+struct ReleaseMarker(char, mpsc::Sender<Heard>);
+
+impl Drop for ReleaseMarker {
+    fn drop(&mut self) {
+        let _ = self.1.send(Heard::Released(self.0));
+    }
+}
+
+fn marked_reporter(window: char, tx: &mpsc::Sender<Heard>) -> JobReporter {
+    let marker = ReleaseMarker(window, tx.clone());
+    let tx = tx.clone();
+    JobReporter::new(move |u| {
+        let _ = &marker;
+        if matches!(u, JobUpdate::Running { .. }) {
+            let _ = tx.send(Heard::Running(window));
+        }
+    })
+}
+
+/// Two windows given to one backend at once run one after the other: the second starts
+/// (its first progress report) only once the first window's thread has ended, so a
+/// window dropped mid-step never runs beside the next one on the GPU.
+#[test]
+fn windows_of_one_backend_never_run_side_by_side() {
+    const STEPS: usize = 40;
+    support::init();
+    let case = "v2v_tall_f13_long_prompt";
+    let params = EditParams {
+        prompt: "a boat".into(),
+        num_inference_steps: Some(STEPS as u32),
+        guidance_scale: Some(1.0),
+        strength: Some(1.0),
+        seed: Some(1),
+        ..Default::default()
+    };
+    let backend = backend::create(&backend_config(case, params.clone())).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let first =
+        runtime().spawn(backend.edit(flat_window(case, params.clone(), marked_reporter('a', &tx))));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(120)),
+        Ok(Heard::Running('a')),
+        "the first window never started"
+    );
+    let second =
+        runtime().spawn(backend.edit(flat_window(case, params, marked_reporter('b', &tx))));
+    drop(tx);
+    for edit in [first, second] {
+        let clip = runtime().block_on(edit).unwrap().unwrap();
+        assert_eq!(clip.frames.len(), 5);
+    }
+    let heard: Vec<Heard> = rx.iter().collect();
+    let released_a = heard.iter().position(|h| *h == Heard::Released('a'));
+    let started_b = heard.iter().position(|h| *h == Heard::Running('b'));
+    assert!(
+        matches!((released_a, started_b), (Some(a), Some(b)) if a < b),
+        "the second window ran beside the first: {heard:?}"
+    );
+    assert_eq!(
+        heard.iter().filter(|h| **h == Heard::Running('a')).count(),
+        STEPS,
+        "the first window, after the report awaited above: one report per step"
+    );
+}
+
 /// A prompt that was not encoded at load (changed while playing) loads the dropped text
 /// encoder again, and drops it after.
 #[test]

@@ -13,8 +13,8 @@ mod sizes;
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 
@@ -70,6 +70,10 @@ pub struct CandleBackend {
     model: Arc<SharedModel>,
     keep_text_encoder: bool,
     jobs: AtomicU64,
+    /// Held by the thread running a window. A window dropped mid-step keeps its thread
+    /// until the step ends; the next window waits for it instead of running beside it
+    /// (twice the activations on the GPU).
+    turn: Arc<Mutex<()>>,
 }
 
 impl CandleBackend {
@@ -85,6 +89,7 @@ impl CandleBackend {
             model,
             keep_text_encoder,
             jobs: AtomicU64::new(0),
+            turn: Arc::default(),
         };
         let params = &config.params;
         backend
@@ -133,6 +138,7 @@ impl Backend for CandleBackend {
 
     fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
         let model = self.model.clone();
+        let turn = self.turn.clone();
         let job = self.jobs.fetch_add(1, Ordering::Relaxed);
         Box::pin(async move {
             request.reporter.report(JobUpdate::Submitted {
@@ -142,9 +148,12 @@ impl Backend for CandleBackend {
             // at its next step, and its result, which nobody waits for, goes unseen.
             let cancel = CancelOnDrop::default();
             let cancelled = cancel.flag();
-            tokio::task::spawn_blocking(move || run(&model, request, &cancelled))
-                .await
-                .map_err(|e| BackendError::Model(format!("the model thread failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
+                run(&model, request, &cancelled)
+            })
+            .await
+            .map_err(|e| BackendError::Model(format!("the model thread failed: {e}")))?
         })
     }
 }
@@ -173,7 +182,8 @@ fn run(
     cancelled: &AtomicBool,
 ) -> Result<EditedClip, BackendError> {
     let failed = |e: WanError| BackendError::Model(e.to_string());
-    // A window flushed while it waited for a thread: not even the prompt is encoded.
+    // A window flushed while it waited for a thread or its turn: not even the prompt is
+    // encoded.
     if cancelled.load(Ordering::Relaxed) {
         return Err(failed(WanError::Cancelled));
     }
