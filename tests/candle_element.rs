@@ -327,6 +327,18 @@ fn backend_config(case: &str, params: EditParams) -> BackendConfig {
     }
 }
 
+/// A video-to-video edit of `steps` steps without guidance: cheap steps, many reports.
+fn many_steps(steps: usize) -> EditParams {
+    EditParams {
+        prompt: "a boat".into(),
+        num_inference_steps: Some(steps as u32),
+        guidance_scale: Some(1.0),
+        strength: Some(1.0),
+        seed: Some(1),
+        ..Default::default()
+    }
+}
+
 /// A window of 5 frames of one colour at the case's size.
 fn flat_window(case: &str, params: EditParams, reporter: JobReporter) -> EditRequest {
     let spec = CaseSpec::read(&case_dir(case)).unwrap();
@@ -406,15 +418,7 @@ fn a_seed_repeats_an_edit() {
 fn dropping_an_edit_stops_the_model_thread() {
     const STEPS: usize = 200;
     support::init();
-    let case = "v2v_tall_f13_long_prompt";
-    let params = EditParams {
-        prompt: "a boat".into(),
-        num_inference_steps: Some(STEPS as u32),
-        guidance_scale: Some(1.0),
-        strength: Some(1.0),
-        seed: Some(1),
-        ..Default::default()
-    };
+    let (case, params) = ("v2v_tall_f13_long_prompt", many_steps(STEPS));
     let backend = backend::create(&backend_config(case, params.clone())).unwrap();
     // The sender lives in the reporter, so the channel closes when the thread ends.
     let (tx, rx) = mpsc::channel();
@@ -493,15 +497,7 @@ fn marked_reporter(window: char, tx: &mpsc::Sender<Heard>) -> JobReporter {
 fn windows_of_one_backend_never_run_side_by_side() {
     const STEPS: usize = 40;
     support::init();
-    let case = "v2v_tall_f13_long_prompt";
-    let params = EditParams {
-        prompt: "a boat".into(),
-        num_inference_steps: Some(STEPS as u32),
-        guidance_scale: Some(1.0),
-        strength: Some(1.0),
-        seed: Some(1),
-        ..Default::default()
-    };
+    let (case, params) = ("v2v_tall_f13_long_prompt", many_steps(STEPS));
     let backend = backend::create(&backend_config(case, params.clone())).unwrap();
     let (tx, rx) = mpsc::channel();
     let first =
