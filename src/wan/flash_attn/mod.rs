@@ -15,7 +15,7 @@ use candle_core::{
 };
 use half::bf16;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/flash_attn.ptx"));
 const KERNEL: &str = "wan_flash_attn_bf16_d128";
@@ -25,9 +25,9 @@ const BLOCK_ROWS: usize = 128;
 const BLOCK_THREADS: u32 = 256;
 /// Batch times heads: the grid's y dimension, which CUDA caps at 65,535.
 const MAX_HEADS: usize = 65_535;
-/// The largest relative L2 error the self-check accepts: bf16's tolerance of the parity
-/// cases.
-const SELF_CHECK_TOLERANCE: f64 = 2e-2;
+/// The largest relative L2 error against the blocked attention the kernel may have:
+/// bf16's tolerance of the parity cases.
+pub const TOLERANCE: f64 = 2e-2;
 
 /// Whether the fused kernel computes attention of these queries.
 pub fn supports(q: &Tensor) -> bool {
@@ -40,7 +40,7 @@ pub fn supports(q: &Tensor) -> bool {
 /// agreed with the blocked attention.
 #[derive(Debug, Clone)]
 pub enum SelfCheck {
-    /// Relative L2 error against the blocked attention within [`SELF_CHECK_TOLERANCE`].
+    /// Relative L2 error against the blocked attention within [`TOLERANCE`].
     Passed { error: f64 },
     /// The kernel ran but disagreed: the blocked attention is used instead.
     Disagreed { error: f64 },
@@ -63,7 +63,7 @@ impl std::fmt::Display for SelfCheck {
             ),
             Self::Disagreed { error } => write!(
                 f,
-                "the fused attention disagrees with the blocked one (relative L2 error {error:.2e}, tolerance {SELF_CHECK_TOLERANCE:.0e}); using the blocked attention"
+                "the fused attention disagrees with the blocked one (relative L2 error {error:.2e}, tolerance {TOLERANCE:.0e}); using the blocked attention"
             ),
             Self::Failed(why) => write!(
                 f,
@@ -81,34 +81,37 @@ impl std::fmt::Display for SelfCheck {
 /// GPU or driver from reaching a video. It cannot catch what this size does not show,
 /// and a kernel that faults leaves the CUDA context unusable: such a failure fails the
 /// window rather than falling back.
-pub fn self_check(device: &Device) -> SelfCheck {
-    static CHECKS: Mutex<BTreeMap<usize, SelfCheck>> = Mutex::new(BTreeMap::new());
+pub fn self_check(device: &Device) -> Arc<SelfCheck> {
+    static CHECKS: Mutex<BTreeMap<usize, Arc<SelfCheck>>> = Mutex::new(BTreeMap::new());
     let DeviceLocation::Cuda { gpu_id } = device.location() else {
-        return SelfCheck::Failed("not a CUDA device".into());
+        return Arc::new(SelfCheck::Failed("not a CUDA device".into()));
     };
     let mut checks = CHECKS.lock().unwrap_or_else(|e| e.into_inner());
     checks
         .entry(gpu_id)
-        .or_insert_with(|| match compare_with_blocked(device) {
-            Ok(error) if error <= SELF_CHECK_TOLERANCE => SelfCheck::Passed { error },
-            Ok(error) => SelfCheck::Disagreed { error },
-            Err(why) => SelfCheck::Failed(why),
-        })
+        // A query tail and a key tail.
+        .or_insert_with(
+            || match error_against_blocked(device, (1, 2, BLOCK_ROWS + 3, 67)) {
+                Ok(error) if error <= TOLERANCE => Arc::new(SelfCheck::Passed { error }),
+                Ok(error) => Arc::new(SelfCheck::Disagreed { error }),
+                Err(why) => Arc::new(SelfCheck::Failed(why)),
+            },
+        )
         .clone()
 }
 
-/// The kernel's relative L2 error on bf16 inputs against the blocked attention in f32 of
-/// the same values, over a query tail and a key tail.
-fn compare_with_blocked(device: &Device) -> std::result::Result<f64, String> {
-    let inputs = || -> Result<[Tensor; 3]> {
-        let random = |len: usize| {
-            Tensor::randn(0f32, 1.0, (1, 2, len, HEAD_DIM), device)?.to_dtype(DType::BF16)
-        };
-        Ok([random(BLOCK_ROWS + 3)?, random(67)?, random(67)?])
-    };
+/// The kernel's relative L2 error against the blocked attention in f32 of the same values,
+/// on random bf16 queries, keys and values of `(batch, heads, queries, keys)`.
+pub fn error_against_blocked(
+    device: &Device,
+    (b, h, queries, keys): (usize, usize, usize, usize),
+) -> std::result::Result<f64, String> {
     let scale = 1.0 / (HEAD_DIM as f64).sqrt();
     let outputs = || -> Result<(Tensor, Tensor)> {
-        let [q, k, v] = inputs()?;
+        let random = |len: usize| {
+            Tensor::randn(0f32, 1.0, (b, h, len, HEAD_DIM), device)?.to_dtype(DType::BF16)
+        };
+        let (q, k, v) = (random(queries)?, random(keys)?, random(keys)?);
         let fused = flash_attention(&q, &k, &v, scale)?;
         let f32 = |t: &Tensor| t.to_dtype(DType::F32);
         let reference = super::blocked_attention(&f32(&q)?, &f32(&k)?, &f32(&v)?, scale)?;
