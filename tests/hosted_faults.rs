@@ -282,6 +282,7 @@ fn an_output_over_the_size_cap_is_refused() {
     *mock.output.lock().unwrap() = Output::Padded(20_000);
     let limits = Limits {
         max_output_bytes: 16_000,
+        ..Limits::default()
     };
     let backend = backend_with(&mock, KEY, 60, limits);
     let error = edit(&backend).unwrap_err();

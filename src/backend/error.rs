@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use super::retry::is_transient_status;
+
 /// Why a window could not be edited.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
@@ -29,14 +31,35 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// Whether the same request may succeed when sent again.
-    pub fn is_transient(&self) -> bool {
+    /// Whether the same window, submitted again, may succeed: the failure was transient
+    /// (a status that says "try again", a lost connection, a timeout) or the job failed
+    /// for a reason other than a refusal of its content. Input errors (other 4xx), bad
+    /// answers and unusable clips would only fail again.
+    pub fn may_pass(&self) -> bool {
         match self {
-            BackendError::Http { status, .. } => *status == 429 || *status >= 500,
-            BackendError::Transport(_) => true,
+            BackendError::Http { status, .. } => is_transient_status(*status),
+            BackendError::Transport(_) | BackendError::Timeout(_) => true,
+            BackendError::JobFailed { message, .. } => !is_content_refusal(message),
             _ => false,
         }
     }
+}
+
+/// Whether a job's failure is the provider refusing the content (its safety checker or
+/// moderation): the same window and prompt would be refused again.
+fn is_content_refusal(message: &str) -> bool {
+    const WORDS: [&str; 8] = [
+        "content policy",
+        "content_policy",
+        "nsfw",
+        "safety",
+        "moderation",
+        "flagged",
+        "inappropriate",
+        "sensitive content",
+    ];
+    let message = message.to_ascii_lowercase();
+    WORDS.iter().any(|word| message.contains(word))
 }
 
 /// Settings that cannot work, found before any data flows.
@@ -80,4 +103,48 @@ pub enum ConfigError {
     },
     #[error("{property}: {why}")]
     Invalid { property: &'static str, why: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_failed(message: &str) -> BackendError {
+        BackendError::JobFailed {
+            job_id: "j1".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn transient_failures_and_failed_jobs_may_pass_refusals_and_input_errors_do_not() {
+        for status in [408, 425, 429, 500, 502, 503, 504] {
+            let error = BackendError::Http {
+                status,
+                message: String::new(),
+            };
+            assert!(error.may_pass(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 413, 422, 501] {
+            let error = BackendError::Http {
+                status,
+                message: String::new(),
+            };
+            assert!(!error.may_pass(), "{status}");
+        }
+        assert!(BackendError::Transport("connection reset".into()).may_pass());
+        assert!(BackendError::Timeout(std::time::Duration::from_secs(1)).may_pass());
+        assert!(job_failed("CUDA out of memory").may_pass());
+        for refusal in [
+            "NSFW content detected",
+            "content_policy_violation: the output was blocked",
+            "Flagged by the safety checker",
+            "The input violates our Content Policy",
+        ] {
+            assert!(!job_failed(refusal).may_pass(), "{refusal}");
+        }
+        assert!(!BackendError::Output("the clip holds no video frames".into()).may_pass());
+        assert!(!BackendError::Protocol("no /id string".into()).may_pass());
+        assert!(!BackendError::Model("shape mismatch".into()).may_pass());
+    }
 }

@@ -10,6 +10,7 @@ mod error;
 mod frame;
 pub mod hosted;
 mod report;
+pub mod retry;
 pub mod runtime;
 
 use std::path::PathBuf;

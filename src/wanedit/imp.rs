@@ -7,7 +7,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
-use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -16,12 +15,12 @@ use gst_video::VideoInfo;
 
 use super::job::{Job, JobOutcome};
 use super::load;
-use super::message::{WindowReport, WindowState};
+use super::message::{WindowReporter, WindowState};
 use super::properties;
 use super::settings::Settings;
 use super::state::{Run, State, Windowing};
 use crate::backend::{
-    self, Backend, BackendConfig, BackendKind, ConfigError, JobReporter, JobUpdate, Size, WindowId,
+    self, Backend, BackendConfig, BackendKind, ConfigError, Size, WindowId,
 };
 use crate::stream::geometry::choose_size;
 use crate::stream::planner::Window;
@@ -76,24 +75,6 @@ impl WanEdit {
         for m in messages {
             let _ = self.obj().post_message(m);
         }
-    }
-
-    fn report(
-        &self,
-        window: WindowId,
-        state: WindowState,
-        backend: &str,
-        since: Instant,
-    ) -> gst::Message {
-        WindowReport {
-            window,
-            state,
-            backend,
-            job_id: None,
-            progress: None,
-            since,
-        }
-        .message(&*self.obj())
     }
 
     fn start(&self) -> Result<Start, ConfigError> {
@@ -286,8 +267,11 @@ impl WanEdit {
             .frame_counts
             .padded_length(inputs.len())
             .unwrap_or(state.windowing.window as usize);
-        let since = Instant::now();
-        let backend_name = state.backend.name().to_owned();
+        let reports = WindowReporter::new(
+            self.obj().upcast_ref(),
+            id,
+            state.backend.name(),
+        );
         let job = Job {
             id,
             inputs,
@@ -297,55 +281,23 @@ impl WanEdit {
             params: settings.params(),
             on_error: settings.on_error,
             timeout: settings.job_timeout(),
-            deadline: tokio::time::Instant::now() + settings.job_timeout(),
+            retries: settings.window_retries,
             backend: state.backend.clone(),
-            reporter: self.reporter(id, backend_name.clone(), since),
+            reports: reports.clone(),
         };
         let epoch = state.epoch;
         let element = self.obj().downgrade();
-        let queued = self.report(id, WindowState::Queued, &backend_name, since);
         // The task posts `queued` itself, so that no report of the job can overtake it.
         let task = backend::runtime::runtime().spawn(async move {
+            reports.post(WindowState::Queued, 1, None);
+            let (attempt, outcome) = job.run().await;
             if let Some(element) = element.upgrade() {
-                let _ = element.post_message(queued);
-            }
-            let outcome = job.run().await;
-            if let Some(element) = element.upgrade() {
-                element
-                    .imp()
-                    .deliver(epoch, id, &backend_name, since, outcome);
+                element.imp().deliver(epoch, &reports, attempt, outcome);
             }
         });
         state.jobs.insert(window.index, task.abort_handle());
         drop(guard);
         Ok(self.state.lock().unwrap())
-    }
-
-    fn reporter(&self, window: WindowId, backend: String, since: Instant) -> JobReporter {
-        let element = self.obj().downgrade();
-        let job_id = Mutex::new(None::<String>);
-        JobReporter::new(move |update| {
-            let Some(element) = element.upgrade() else {
-                return;
-            };
-            let mut job_id = job_id.lock().unwrap();
-            let (state, progress) = match update {
-                JobUpdate::Submitted { job_id: id } => {
-                    *job_id = Some(id);
-                    (WindowState::Submitted, None)
-                }
-                JobUpdate::Running { progress } => (WindowState::Running, progress),
-            };
-            let report = WindowReport {
-                window,
-                state,
-                backend: &backend,
-                job_id: job_id.as_deref(),
-                progress,
-                since,
-            };
-            let _ = element.post_message(report.message(&element));
-        })
     }
 
     fn is_current(&self, epoch: u64) -> bool {
@@ -359,34 +311,35 @@ impl WanEdit {
     /// Takes a finished job's outcome: reports it, then hands its frames to the composer.
     /// Reports go out first, so that a window's `done` or warning always comes before
     /// its frames (and before EOS) and is never posted with the state locked.
-    fn deliver(
-        &self,
-        epoch: u64,
-        id: WindowId,
-        backend: &str,
-        since: Instant,
-        outcome: JobOutcome,
-    ) {
+    fn deliver(&self, epoch: u64, reports: &WindowReporter, attempt: u32, outcome: JobOutcome) {
         if !self.is_current(epoch) {
             return;
         }
+        let id = reports.window;
         let failure = |cause: &dyn std::fmt::Display| {
             format!(
-                "backend {backend} failed on window {} (first PTS {}, {} frames): {cause}",
+                "backend {} failed on window {} (first PTS {}, {} frames{}): {cause}",
+                reports.backend,
                 id.index,
                 id.first_pts.display(),
-                id.frames
+                id.frames,
+                if attempt > 1 {
+                    format!(", {attempt} attempts")
+                } else {
+                    String::new()
+                }
             )
         };
         let frames = match outcome {
             JobOutcome::Edited(frames) => {
-                self.post(vec![self.report(id, WindowState::Done, backend, since)]);
+                self.post(vec![reports.message(WindowState::Done, attempt, None)]);
                 frames
             }
             JobOutcome::PassedThrough { frames, cause } => {
+                let cause = cause.to_string();
                 let text = format!("{}; passing its original frames through", failure(&cause));
                 self.post(vec![
-                    self.report(id, WindowState::Failed, backend, since),
+                    reports.message(WindowState::Failed, attempt, Some(&cause)),
                     gst::message::Warning::builder(gst::StreamError::Failed, &text)
                         .src(&*self.obj())
                         .build(),
@@ -394,7 +347,8 @@ impl WanEdit {
                 frames
             }
             JobOutcome::Failed(cause) => {
-                return self.fail(epoch, id, backend, since, &failure(&cause));
+                let cause = cause.to_string();
+                return self.fail(epoch, reports, attempt, &cause, &failure(&cause));
             }
         };
         let blend = self.settings.lock().unwrap().blend;
@@ -407,12 +361,20 @@ impl WanEdit {
         drop(guard);
         self.changed.notify_all();
         if let Err(e) = composed {
-            self.fail(epoch, id, backend, since, &failure(&e));
+            let cause = e.to_string();
+            self.fail(epoch, reports, attempt, &cause, &failure(&cause));
         }
     }
 
     /// Stops the stream on a failed window (on-error=fail).
-    fn fail(&self, epoch: u64, id: WindowId, backend: &str, since: Instant, error: &str) {
+    fn fail(
+        &self,
+        epoch: u64,
+        reports: &WindowReporter,
+        attempt: u32,
+        cause: &str,
+        error: &str,
+    ) {
         if let Some(state) = self
             .state
             .lock()
@@ -420,14 +382,14 @@ impl WanEdit {
             .as_mut()
             .filter(|s| s.epoch == epoch)
         {
-            state.jobs.remove(&id.index);
+            state.jobs.remove(&reports.window.index);
             state.failed = true;
         } else {
             return;
         }
         self.changed.notify_all();
         self.post(vec![
-            self.report(id, WindowState::Failed, backend, since),
+            reports.message(WindowState::Failed, attempt, Some(cause)),
             gst::message::Error::builder(gst::StreamError::Failed, error)
                 .src(&*self.obj())
                 .build(),

@@ -8,16 +8,20 @@ use std::time::Duration;
 use futures::FutureExt;
 use gst_video::VideoInfo;
 
+use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
-use crate::backend::{
-    Backend, BackendError, EditParams, EditRequest, JobReporter, RgbFrame, Size, WindowId,
-};
+use crate::backend::retry::backoff;
+use crate::backend::{Backend, BackendError, EditParams, EditRequest, RgbFrame, Size, WindowId};
 use crate::stream::convert::{self, ConvertError, FromRgb, ToRgb};
 use crate::stream::timing::frames_by_time;
 
 /// Wan's native rate: a window goes to the model as consecutive frames at this rate,
 /// whatever the stream's rate (81 frames = 5.06 s).
 pub const SEND_RATE: gst::Fraction = gst::Fraction::from_integer(16);
+
+/// The first resubmission of a failed window waits about this long, each next one twice as
+/// long: what failed has already been retried request by request.
+const WINDOW_RETRY_BASE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -33,6 +37,17 @@ pub enum JobError {
     Worker(String),
     #[error("the backend panicked: {0}")]
     Panic(String),
+}
+
+impl JobError {
+    /// Whether submitting the window again may succeed.
+    fn may_pass(&self) -> bool {
+        match self {
+            JobError::Backend(e) => e.may_pass(),
+            JobError::Timeout(_) => true,
+            _ => false,
+        }
+    }
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -53,10 +68,12 @@ pub struct Job {
     pub padded_len: usize,
     pub params: EditParams,
     pub on_error: OnError,
+    /// How long each attempt may take.
     pub timeout: Duration,
-    pub deadline: tokio::time::Instant,
+    /// Further attempts after a failure that may pass.
+    pub retries: u32,
     pub backend: Arc<dyn Backend>,
-    pub reporter: JobReporter,
+    pub reports: WindowReporter,
 }
 
 pub enum JobOutcome {
@@ -80,53 +97,67 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Job {
-    pub async fn run(self) -> JobOutcome {
-        let inputs = self.inputs.clone();
-        let info = self.info.clone();
-        let on_error = self.on_error;
-        let timeout = self.timeout;
-        let deadline = self.deadline;
-        // A panicking backend must not leave its window waiting forever.
-        let edit = AssertUnwindSafe(self.edit()).catch_unwind();
-        let edited = match tokio::time::timeout_at(deadline, edit).await {
-            Ok(Ok(edited)) => edited,
-            Ok(Err(panic)) => Err(JobError::Panic(panic_text(&*panic))),
-            Err(_) => Err(JobError::Timeout(timeout.as_secs())),
+    /// Edits the window, submitting it again (after a backoff) while it fails for a
+    /// reason that may pass and retries are left. Returns the last attempt's number and
+    /// the outcome.
+    pub async fn run(self) -> (u32, JobOutcome) {
+        let mut attempt = 1;
+        let edited = loop {
+            match self.attempt(attempt).await {
+                Err(cause) if cause.may_pass() && attempt <= self.retries => {
+                    self.reports.post(
+                        WindowState::Retrying,
+                        attempt,
+                        Some(&cause.to_string()),
+                    );
+                    tokio::time::sleep(backoff(WINDOW_RETRY_BASE, attempt)).await;
+                    attempt += 1;
+                }
+                edited => break edited,
+            }
         };
-        match (edited, on_error) {
+        let outcome = match (edited, self.on_error) {
             (Ok(frames), _) => JobOutcome::Edited(frames),
             (Err(cause), OnError::Fail) => JobOutcome::Failed(cause),
             (Err(cause), OnError::Passthrough) => {
+                let (inputs, info) = (self.inputs, self.info);
                 match blocking(move || originals(&inputs, &info)).await {
                     Ok(frames) => JobOutcome::PassedThrough { frames, cause },
                     Err(e) => JobOutcome::Failed(e),
                 }
             }
+        };
+        (attempt, outcome)
+    }
+
+    /// One submission of the window, within `timeout`.
+    async fn attempt(&self, attempt: u32) -> Result<Vec<gst::Buffer>, JobError> {
+        // A panicking backend must not leave its window waiting forever.
+        let edit = AssertUnwindSafe(self.edit(attempt)).catch_unwind();
+        match tokio::time::timeout(self.timeout, edit).await {
+            Ok(Ok(edited)) => edited,
+            Ok(Err(panic)) => Err(JobError::Panic(panic_text(&*panic))),
+            Err(_) => Err(JobError::Timeout(self.timeout.as_secs())),
         }
     }
 
-    async fn edit(self) -> Result<Vec<gst::Buffer>, JobError> {
-        let Job {
-            id,
-            inputs,
-            info,
-            send_size,
-            padded_len,
-            params,
-            backend,
-            reporter,
-            ..
-        } = self;
-        let out_info = info.clone();
+    /// Scales the window to the backend's geometry (again for each attempt: holding a
+    /// second copy of every window for a rare retry would cost more), edits it, and maps
+    /// the clip back to the window's frames.
+    async fn edit(&self, attempt: u32) -> Result<Vec<gst::Buffer>, JobError> {
+        let id = self.id;
+        let (inputs, info) = (self.inputs.clone(), self.info.clone());
+        let (send_size, padded_len) = (self.send_size, self.padded_len);
         let frames = blocking(move || to_backend(&inputs, &info, send_size, padded_len)).await?;
         let request = EditRequest {
             window: id,
             frames,
             frame_rate: SEND_RATE,
-            params,
-            reporter,
+            params: self.params.clone(),
+            reporter: self.reports.job_reporter(attempt),
         };
-        let clip = backend.edit(request).await?;
+        let clip = self.backend.edit(request).await?;
+        let out_info = self.info.clone();
         blocking(move || {
             let images = frames_by_time(&clip, id.frames, SEND_RATE).ok_or(JobError::EmptyClip)?;
             let mut back = FromRgb::new(&out_info);

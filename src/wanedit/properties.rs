@@ -126,8 +126,18 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_JOB_TIMEOUT_S)
             .flags(playing)
             .build(),
+        glib::ParamSpecUInt::builder("window-retries")
+            .blurb(
+                "Times a window whose edit failed for a reason that may pass (a transient \
+                 error, a timeout, a job that failed without a content-policy refusal) is \
+                 submitted again before on-error applies (0: never)",
+            )
+            .maximum(100)
+            .default_value(DEFAULT_WINDOW_RETRIES)
+            .flags(playing)
+            .build(),
         glib::ParamSpecEnum::builder_with_default("on-error", d.on_error)
-            .blurb("What a failed window does to the stream")
+            .blurb("What a window that failed (after its retries) does to the stream")
             .flags(playing)
             .build(),
         glib::ParamSpecUInt::builder("processing-latency")
@@ -189,6 +199,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "reference-image" => s.reference_image = optional_string(value).map(PathBuf::from),
         "max-in-flight" => s.max_in_flight = typed(value),
         "job-timeout" => s.job_timeout_s = typed(value),
+        "window-retries" => s.window_retries = typed(value),
         "on-error" => s.on_error = typed(value),
         "processing-latency" => s.processing_latency_ms = typed(value),
         "device" => {
@@ -225,6 +236,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
             .to_value(),
         "max-in-flight" => s.max_in_flight.to_value(),
         "job-timeout" => s.job_timeout_s.to_value(),
+        "window-retries" => s.window_retries.to_value(),
         "on-error" => s.on_error.to_value(),
         "processing-latency" => s.processing_latency_ms.to_value(),
         "device" => s.candle.device.to_value(),

@@ -28,6 +28,7 @@ pub const DEFAULT_WINDOW_FRAMES: u32 = 81;
 pub const DEFAULT_OVERLAP_FRAMES: u32 = 16;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 2;
 pub const DEFAULT_JOB_TIMEOUT_S: u32 = 900;
+pub const DEFAULT_WINDOW_RETRIES: u32 = 2;
 
 #[derive(Clone)]
 pub struct Settings {
@@ -54,6 +55,8 @@ pub struct Settings {
     pub reference_image: Option<PathBuf>,
     pub max_in_flight: u32,
     pub job_timeout_s: u32,
+    /// Further attempts at a window whose failure may pass.
+    pub window_retries: u32,
     pub on_error: OnError,
     pub processing_latency_ms: u32,
     /// `device`, `dtype`, `keep-text-encoder`.
@@ -81,6 +84,7 @@ impl Default for Settings {
             reference_image: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             job_timeout_s: DEFAULT_JOB_TIMEOUT_S,
+            window_retries: DEFAULT_WINDOW_RETRIES,
             on_error: OnError::Fail,
             processing_latency_ms: 0,
             candle: CandleSettings::default(),

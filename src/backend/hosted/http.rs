@@ -7,22 +7,37 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
 use crate::backend::BackendError;
+use crate::backend::retry::{BACKOFF_CAP, backoff, is_transient_status};
 
 /// How many times a request is sent at most, the first time included.
 const MAX_ATTEMPTS: u32 = 6;
-/// The first retry waits about this long; each further one twice as long.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// No wait between two attempts is longer, `Retry-After` included.
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// Provider texts quoted in errors are cut to this many characters.
 const MESSAGE_LIMIT: usize = 500;
+
+/// How requests are paced: how long one may stall, and how retries back off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// The longest wait for an answer's headers, or between two pieces of its body; a
+    /// request that stalls longer is abandoned (and retried where that is harmless).
+    pub request_timeout: Duration,
+    /// The first retry waits about this long; each further one twice as long.
+    pub first_retry: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            first_retry: Duration::from_millis(500),
+        }
+    }
+}
 
 /// Whether sending a request twice can do harm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +47,9 @@ pub enum Kind {
     /// Creates a job: once the provider may have received it, sending it again could start
     /// (and bill) a second job. Only a refused connection or a 429 is retried.
     Create,
+    /// A health check: repeatable, but a refused connection is its answer (the server is
+    /// down), not a reason to try again.
+    Probe,
 }
 
 /// The body of a request, kept so that a retry can send it again.
@@ -61,6 +79,9 @@ pub struct Call {
     pub kind: Kind,
     /// Extra headers; values marked sensitive stay out of Debug output.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The server answers only once the job has ended (Cog's synchronous PUT): no request
+    /// timeout applies, `job-timeout` bounds the wait.
+    pub until_done: bool,
 }
 
 impl Call {
@@ -71,6 +92,7 @@ impl Call {
             body: Body::Empty,
             kind,
             headers: Vec::new(),
+            until_done: false,
         }
     }
 
@@ -102,6 +124,12 @@ impl Call {
         self.headers.push((name, value));
         self
     }
+
+    /// See [`Call::until_done`].
+    pub fn until_done(mut self) -> Self {
+        self.until_done = true;
+        self
+    }
 }
 
 /// The `Authorization` header a provider expects, and where the key came from.
@@ -130,6 +158,46 @@ pub struct Http {
     /// Whether the endpoint is on this machine: only then may outputs come over plain http.
     loopback: bool,
     max_output_bytes: u64,
+    pacing: Pacing,
+}
+
+/// Why one attempt at a request failed, and whether another may follow.
+struct Failed {
+    error: BackendError,
+    retry: Retry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    No,
+    /// After the server's `Retry-After`, else after the backoff.
+    After(Option<Duration>),
+}
+
+impl Failed {
+    fn no_retry(error: BackendError) -> Self {
+        Self {
+            error,
+            retry: Retry::No,
+        }
+    }
+
+    fn retry(error: BackendError, wait: Option<Duration>) -> Self {
+        Self {
+            error,
+            retry: Retry::After(wait),
+        }
+    }
+
+    /// An answer lost on the way (reset, stall, truncated body): the server may have acted
+    /// on the request, so only a repeatable one goes again.
+    fn lost(error: BackendError, repeatable: bool) -> Self {
+        if repeatable {
+            Self::retry(error, None)
+        } else {
+            Self::no_retry(error)
+        }
+    }
 }
 
 impl Http {
@@ -139,10 +207,11 @@ impl Http {
         endpoints: &[Url],
         auth: Option<Auth>,
         max_output_bytes: u64,
+        pacing: Pacing,
     ) -> Result<Self, String> {
         let loopback = endpoints.iter().all(is_loopback);
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(30).min(pacing.request_timeout))
             .user_agent(concat!("wanedit/", env!("CARGO_PKG_VERSION")));
         if loopback {
             // A proxy from the environment must not swallow requests to this machine.
@@ -157,39 +226,143 @@ impl Http {
             trusted: endpoints.iter().map(Url::origin).collect(),
             loopback,
             max_output_bytes,
+            pacing,
         })
     }
 
     /// Sends a call, retrying what may be retried, and parses the JSON answer (`Null` when
     /// empty).
     pub async fn send(&self, call: &Call) -> Result<Value, BackendError> {
-        let mut attempt = 1;
+        let text = self.retrying(|| self.attempt(call)).await?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            BackendError::Protocol(format!(
+                "an answer that is not JSON ({e}): {}",
+                clip(&text)
+            ))
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or has been tried `MAX_ATTEMPTS`
+    /// times; the caller's `job-timeout` bounds the whole.
+    async fn retrying<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, BackendError>
+    where
+        F: Future<Output = Result<T, Failed>>,
+    {
+        let mut tries = 1;
         loop {
-            let (error, wait) = match self.send_once(call).await {
-                Ok(response) if response.status().is_success() => {
-                    return read_json(response).await;
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let wait = retry_after(response.headers());
-                    let error = self.status_error(call, response).await;
-                    let retry = status == StatusCode::TOO_MANY_REQUESTS
-                        || (status.is_server_error() && call.kind == Kind::Repeatable);
-                    (error, retry.then_some(wait))
-                }
-                Err(e) => {
-                    let retry = e.is_connect() || call.kind == Kind::Repeatable;
-                    (transport_error(e), retry.then_some(None))
-                }
+            let failed = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(failed) => failed,
             };
-            match wait {
-                Some(wait) if attempt < MAX_ATTEMPTS => {
-                    let wait = wait.unwrap_or_else(|| backoff(attempt)).min(BACKOFF_CAP);
+            match failed.retry {
+                Retry::After(wait) if tries < MAX_ATTEMPTS => {
+                    let wait = wait
+                        .unwrap_or_else(|| backoff(self.pacing.first_retry, tries))
+                        .min(BACKOFF_CAP);
                     tokio::time::sleep(wait).await;
-                    attempt += 1;
+                    tries += 1;
                 }
-                _ => return Err(error),
+                _ => return Err(failed.error),
             }
+        }
+    }
+
+    /// One attempt at a call: the whole answer's body as text.
+    async fn attempt(&self, call: &Call) -> Result<String, Failed> {
+        let repeatable = call.kind != Kind::Create;
+        let timeout = (!call.until_done).then_some(self.pacing.request_timeout);
+        let response = match self.within(timeout, self.send_once(call)).await {
+            Ok(Ok(response)) => response,
+            // Nothing reached the server: any request may go again.
+            Ok(Err(e)) if e.is_connect() => {
+                let error = transport_error(e);
+                return Err(match call.kind {
+                    Kind::Probe => Failed::no_retry(error),
+                    Kind::Repeatable | Kind::Create => Failed::retry(error, None),
+                });
+            }
+            Ok(Err(e)) => return Err(Failed::lost(transport_error(e), repeatable)),
+            Err(stalled) => return Err(Failed::lost(stalled, repeatable)),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let wait = retry_after(response.headers());
+            let error = self.status_error(call, response).await;
+            // A create refused with 429 was not acted on; any other failure of a create
+            // may have started a job.
+            return Err(
+                if status == StatusCode::TOO_MANY_REQUESTS
+                    || (repeatable && is_transient_status(status.as_u16()))
+                {
+                    Failed::retry(error, wait)
+                } else {
+                    Failed::no_retry(error)
+                },
+            );
+        }
+        let body = self
+            .read_body(response, u64::MAX, timeout)
+            .await
+            .map_err(|failed| match failed.retry {
+                Retry::After(_) => Failed::lost(failed.error, repeatable),
+                Retry::No => failed,
+            })?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `future`, abandoned as a stalled request after `timeout`.
+    async fn within<T>(
+        &self,
+        timeout: Option<Duration>,
+        future: impl Future<Output = T>,
+    ) -> Result<T, BackendError> {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, future).await.map_err(|_| {
+                BackendError::Transport(format!(
+                    "no answer within {} s (the request stalled)",
+                    limit.as_secs_f64()
+                ))
+            }),
+            None => Ok(future.await),
+        }
+    }
+
+    /// Reads a body to its end, refusing more than `cap` bytes; a stall of more than
+    /// `timeout` between two pieces, or a connection that ends early, is a lost answer.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        cap: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, Failed> {
+        let too_big = |size: u64| {
+            Failed::no_retry(BackendError::Output(format!(
+                "the edited clip is {size} bytes or more, over the {cap} byte cap"
+            )))
+        };
+        let lost = |error| Failed::retry(error, None);
+        if let Some(length) = response.content_length()
+            && length > cap
+        {
+            return Err(too_big(length));
+        }
+        let mut data = Vec::new();
+        loop {
+            let chunk = self
+                .within(timeout, response.chunk())
+                .await
+                .map_err(lost)?
+                .map_err(|e| lost(transport_error(e)))?;
+            let Some(chunk) = chunk else {
+                return Ok(data);
+            };
+            if (data.len() + chunk.len()) as u64 > cap {
+                return Err(too_big((data.len() + chunk.len()) as u64));
+            }
+            data.extend_from_slice(&chunk);
         }
     }
 
@@ -263,65 +436,50 @@ impl Http {
         }
     }
 
-    /// Downloads an output at once (outputs expire), refusing more than the size cap.
+    /// Downloads an output at once (outputs expire), refusing more than the size cap,
+    /// retrying what may pass.
     pub async fn download(&self, url: &Url) -> Result<Vec<u8>, BackendError> {
         self.check_foreign_url(url)?;
-        let cap = self.max_output_bytes;
-        let too_big = |size: u64| {
-            BackendError::Output(format!(
-                "the edited clip is {size} bytes or more, over the {cap} byte cap"
-            ))
-        };
+        self.retrying(|| self.download_once(url)).await
+    }
+
+    async fn download_once(&self, url: &Url) -> Result<Vec<u8>, Failed> {
+        let timeout = Some(self.pacing.request_timeout);
+        let lost = |error| Failed::retry(error, None);
         // Outputs are capability URLs: they need no key, so they get none, wherever they are.
-        let mut response = self
-            .client
-            .get(url.clone())
-            .send()
+        let response = self
+            .within(timeout, self.client.get(url.clone()).send())
             .await
-            .map_err(transport_error)?;
+            .map_err(lost)?
+            .map_err(|e| lost(transport_error(e)))?;
         let status = response.status();
         if !status.is_success() {
+            let wait = retry_after(response.headers());
             let text = response.text().await.unwrap_or_default();
-            let why = match status.as_u16() {
-                403 | 404 | 410 => "has expired or is gone",
-                _ => "could not be fetched",
-            };
-            return Err(BackendError::Output(format!(
-                "the output {} {why}: HTTP {}: {}",
-                without_query(url),
-                status.as_u16(),
-                provider_message(&text)
-            )));
+            let output = without_query(url);
+            let message = provider_message(&text);
+            let code = status.as_u16();
+            return Err(if is_transient_status(code) {
+                Failed::retry(
+                    BackendError::Http {
+                        status: code,
+                        message: format!("the output {output} could not be fetched: {message}"),
+                    },
+                    wait,
+                )
+            } else {
+                let why = match code {
+                    403 | 404 | 410 => "has expired or is gone",
+                    _ => "could not be fetched",
+                };
+                Failed::no_retry(BackendError::Output(format!(
+                    "the output {output} {why}: HTTP {code}: {message}"
+                )))
+            });
         }
-        if let Some(length) = response.content_length()
-            && length > cap
-        {
-            return Err(too_big(length));
-        }
-        let mut data = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if (data.len() + chunk.len()) as u64 > cap {
-                return Err(too_big((data.len() + chunk.len()) as u64));
-            }
-            data.extend_from_slice(&chunk);
-        }
-        Ok(data)
+        self.read_body(response, self.max_output_bytes, timeout)
+            .await
     }
-}
-
-async fn read_json(response: reqwest::Response) -> Result<Value, BackendError> {
-    let status = response.status();
-    let text = response.text().await.map_err(transport_error)?;
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&text).map_err(|e| {
-        BackendError::Protocol(format!(
-            "HTTP {} with a body that is not JSON ({e}): {}",
-            status.as_u16(),
-            clip(&text)
-        ))
-    })
 }
 
 fn transport_error(error: reqwest::Error) -> BackendError {
@@ -348,15 +506,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .or_else(|| number(RETRY_AFTER.as_str()).map(Duration::from_secs_f64))
         .map(|wait| wait.min(BACKOFF_CAP))
-}
-
-/// Capped exponential backoff with jitter: between half and all of `base * 2^(n-1)`, so
-/// that windows that failed together do not come back together.
-pub fn backoff(attempt: u32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
-    full.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 /// The provider's own explanation in an error body, whatever its shape:
@@ -486,23 +635,9 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_with_jitter_and_a_cap() {
-        for attempt in 1..20 {
-            let full = BACKOFF_BASE
-                .saturating_mul(1 << (attempt - 1).min(16))
-                .min(BACKOFF_CAP);
-            let wait = backoff(attempt);
-            assert!(
-                wait >= full / 2 && wait <= full,
-                "attempt {attempt}: {wait:?}"
-            );
-        }
-    }
-
-    #[test]
     fn plain_http_outputs_only_from_a_loopback_endpoint() {
         let remote =
-            Http::new(&[Url::parse("https://api.replicate.com").unwrap()], None, 1).unwrap();
+            Http::new(&[Url::parse("https://api.replicate.com").unwrap()], None, 1, Pacing::default()).unwrap();
         let output = Url::parse("http://cdn.example.com/out.mp4?sig=secret").unwrap();
         let error = remote.check_foreign_url(&output).unwrap_err().to_string();
         assert_eq!(
@@ -515,7 +650,7 @@ mod tests {
                 .check_foreign_url(&Url::parse("https://cdn.example.com/o.mp4").unwrap())
                 .is_ok()
         );
-        let local = Http::new(&[Url::parse("http://127.0.0.1:5000").unwrap()], None, 1).unwrap();
+        let local = Http::new(&[Url::parse("http://127.0.0.1:5000").unwrap()], None, 1, Pacing::default()).unwrap();
         assert!(local.check_foreign_url(&output).is_ok());
         assert!(
             local

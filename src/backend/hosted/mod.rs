@@ -27,11 +27,14 @@ use crate::backend::{
     Backend, BackendConfig, BackendError, BackendKind, ConfigError, FrameCounts, Resolution,
 };
 
-/// Bounds on what a provider may send back.
+pub use self::http::Pacing;
+
+/// Bounds on what a provider may send back, and on how long its requests may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The largest edited clip downloaded.
     pub max_output_bytes: u64,
+    pub pacing: Pacing,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_output_bytes: 512 * 1024 * 1024,
+            pacing: Pacing::default(),
         }
     }
 }
@@ -177,7 +181,7 @@ pub fn create(
     limits: Limits,
 ) -> Result<Arc<dyn Backend>, ConfigError> {
     let http = |endpoints: &[Url], auth| {
-        Http::new(endpoints, auth, limits.max_output_bytes).map_err(|why| ConfigError::Invalid {
+        Http::new(endpoints, auth, limits.max_output_bytes, limits.pacing).map_err(|why| ConfigError::Invalid {
             property: "endpoint",
             why,
         })

@@ -43,6 +43,7 @@ impl Kind {
 /// What a request was for, for faults and for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    Health,
     Upload,
     Create,
     Poll,
@@ -64,9 +65,22 @@ pub struct Seen {
     pub at: Instant,
 }
 
+/// What a fault does to the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Serves the fault's status, headers and body instead of the normal answer.
+    Answer,
+    /// Closes the connection without an answer, after the fault's delay (a stall).
+    Reset,
+    /// Serves the normal answer with its full `content-length`, but closes the
+    /// connection after half of the body.
+    Truncated,
+}
+
 /// An answer served instead of the normal one.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    pub failure: Failure,
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
@@ -77,10 +91,37 @@ pub struct Fault {
 impl Fault {
     pub fn new(status: u16, body: impl Into<String>) -> Self {
         Self {
+            failure: Failure::Answer,
             status,
             headers: vec![("content-type", "application/json".into())],
             body: body.into(),
             delay: Duration::ZERO,
+        }
+    }
+
+    /// A transient status with a body of the kind gateways send.
+    pub fn status(status: u16) -> Self {
+        Self::new(status, format!("{{\"detail\": \"transient fault {status}\"}}"))
+    }
+
+    /// The connection closed with no answer.
+    pub fn reset() -> Self {
+        Self {
+            failure: Failure::Reset,
+            ..Self::new(0, "")
+        }
+    }
+
+    /// No answer for `delay`, then the connection closes.
+    pub fn stall(delay: Duration) -> Self {
+        Self::reset().delay(delay)
+    }
+
+    /// The normal answer, cut after half of its body.
+    pub fn truncated() -> Self {
+        Self {
+            failure: Failure::Truncated,
+            ..Self::new(0, "")
         }
     }
 
@@ -120,6 +161,9 @@ pub struct Mock {
     pub pending_polls: AtomicUsize,
     /// How long a job takes at least.
     pub job_time: Mutex<Duration>,
+    /// Where set, each job takes at least a time drawn evenly from this range instead
+    /// (from the chaos generator where there is one).
+    pub job_times: Mutex<Option<(Duration, Duration)>>,
     /// Jobs fail with this message.
     pub fail_with: Mutex<Option<String>>,
     /// Jobs never end.
@@ -133,10 +177,63 @@ pub struct Mock {
     /// Cog only: jobs running now, and the most seen at once.
     running: AtomicUsize,
     pub most_running: AtomicUsize,
+    /// Cog only: the `status` its health check answers.
+    pub health: Mutex<&'static str>,
+    /// Random faults: each request gets one with this probability, from a seeded
+    /// generator.
+    chaos: Mutex<Option<Chaos>>,
+    /// The server is gone: the port refuses connections and open connections are cut.
+    killed: std::sync::atomic::AtomicBool,
+    serving: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Seeded random faults (see [`Mock::chaos`]).
+struct Chaos {
+    state: u64,
+    rate: f64,
+    stall: Duration,
+    /// Faults served, by kind.
+    served: HashMap<&'static str, usize>,
+}
+
+impl Chaos {
+    /// xorshift64*: reproducible from the seed, with no dependency.
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn fault(&mut self, route: Route) -> Option<(&'static str, Fault)> {
+        if (self.next() % 1_000_000) as f64 >= self.rate * 1_000_000.0 {
+            return None;
+        }
+        let mut pick = || self.next();
+        let (name, fault) = match (route, pick() % 11) {
+            // A create is only ever refused in ways that say it was not acted on.
+            (Route::Create, n) if n % 2 == 0 => ("429", Fault::status(429).header("retry-after-ms", "100")),
+            (Route::Create, _) => ("503-create", Fault::status(503)),
+            (_, 0) => ("408", Fault::status(408)),
+            (_, 1) => ("425", Fault::status(425)),
+            (_, 2) => ("429", Fault::status(429).header("retry-after", "1")),
+            (_, 3) => ("500", Fault::status(500)),
+            (_, 4) => ("502", Fault::status(502)),
+            (_, 5) => ("503", Fault::status(503)),
+            (_, 6) => ("504", Fault::status(504)),
+            (_, 7) => ("reset", Fault::reset()),
+            (_, 8) => ("stall", Fault::stall(self.stall)),
+            _ => ("truncated", Fault::truncated()),
+        };
+        *self.served.entry(name).or_default() += 1;
+        Some((name, fault))
+    }
 }
 
 struct Job {
     created: Instant,
+    /// How long it takes at least.
+    takes: Duration,
     polls: usize,
     input: Value,
     /// The edited clip, once the model is done.
@@ -160,6 +257,7 @@ impl Mock {
             next_id: AtomicUsize::new(1),
             pending_polls: AtomicUsize::new(1),
             job_time: Mutex::new(Duration::ZERO),
+            job_times: Mutex::default(),
             fail_with: Mutex::default(),
             never_finish: Default::default(),
             output: Mutex::new(Output::Good),
@@ -167,17 +265,53 @@ impl Mock {
             canned: Mutex::default(),
             running: AtomicUsize::new(0),
             most_running: AtomicUsize::new(0),
+            health: Mutex::new("READY"),
+            chaos: Mutex::default(),
+            killed: Default::default(),
+            serving: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::disable())
             .with_state(mock.clone());
         let rt = gstwanedit::backend::runtime::runtime();
-        rt.spawn(async move {
+        let serving = rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app).await.unwrap();
         });
+        *mock.serving.lock().unwrap() = Some(serving.abort_handle());
         mock
+    }
+
+    /// Kills the server: its port refuses connections from now on, and requests on
+    /// connections already open (a prediction running) are cut without an answer.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        if let Some(serving) = self.serving.lock().unwrap().take() {
+            serving.abort();
+        }
+    }
+
+    /// From now on, each request gets a random fault (every kind `Chaos::fault` knows)
+    /// with probability `rate`, drawn from a generator seeded with `seed`; stalls last
+    /// `stall`.
+    pub fn chaos(&self, seed: u64, rate: f64, stall: Duration) {
+        *self.chaos.lock().unwrap() = Some(Chaos {
+            state: seed.max(1),
+            rate,
+            stall,
+            served: HashMap::new(),
+        });
+    }
+
+    /// The random faults served so far, by kind.
+    pub fn chaos_served(&self) -> HashMap<&'static str, usize> {
+        self.chaos
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.served.clone())
+            .unwrap_or_default()
     }
 
     /// Serves `fault` to the next request for `route`.
@@ -204,8 +338,12 @@ impl Mock {
 
     fn take_fault(&self, route: Route) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap();
-        let i = faults.iter().position(|(r, _)| *r == route)?;
-        Some(faults.remove(i).1)
+        if let Some(i) = faults.iter().position(|(r, _)| *r == route) {
+            return Some(faults.remove(i).1);
+        }
+        drop(faults);
+        let mut chaos = self.chaos.lock().unwrap();
+        chaos.as_mut()?.fault(route).map(|(_, fault)| fault)
     }
 
     fn id(&self, prefix: &str) -> String {
@@ -254,10 +392,21 @@ impl Mock {
             let slot = result.clone();
             tokio::task::spawn_blocking(move || *slot.lock().unwrap() = Some(edit_clip(clip)));
         }
+        let takes = match *self.job_times.lock().unwrap() {
+            Some((least, most)) => {
+                let draw = match self.chaos.lock().unwrap().as_mut() {
+                    Some(chaos) => chaos.next(),
+                    None => rand::random(),
+                };
+                least + (most - least).mul_f64((draw % 1_000_000) as f64 / 1_000_000.0)
+            }
+            None => *self.job_time.lock().unwrap(),
+        };
         self.jobs.lock().unwrap().insert(
             id.clone(),
             Job {
                 created: Instant::now(),
+                takes,
                 polls: 0,
                 input,
                 result,
@@ -277,7 +426,7 @@ impl Mock {
         }
         if self.never_finish.load(Ordering::SeqCst)
             || job.polls <= self.pending_polls.load(Ordering::SeqCst)
-            || job.created.elapsed() < *self.job_time.lock().unwrap()
+            || job.created.elapsed() < job.takes
             || job.result.lock().unwrap().is_none()
         {
             return Some(JobState::Running(job.polls));
@@ -335,6 +484,30 @@ fn json_reply(status: u16, body: Value) -> Response {
         .into_response()
 }
 
+/// A response whose body fails at once: the server closes the connection.
+fn reset_reply() -> Response {
+    let cut = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("connection cut by the test server"))
+    });
+    Response::new(axum::body::Body::from_stream(cut))
+}
+
+/// `response` with its full length announced and half of its body sent.
+async fn truncated_reply(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let data = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let half = data.slice(..data.len() / 2);
+    parts.headers.insert(
+        "content-length",
+        data.len().to_string().parse().unwrap(),
+    );
+    let cut = futures::stream::iter([
+        Ok(half),
+        Err(std::io::Error::other("connection cut by the test server")),
+    ]);
+    Response::from_parts(parts, axum::body::Body::from_stream(cut))
+}
+
 fn fault_reply(fault: Fault) -> Response {
     let mut response = (StatusCode::from_u16(fault.status).unwrap(), fault.body).into_response();
     for (name, value) in fault.headers {
@@ -347,6 +520,9 @@ fn route_of(kind: Kind, method: &Method, path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if path.starts_with("/outputs/") {
         return Route::Download;
+    }
+    if kind == Kind::Cog && path == "/health-check" {
+        return Route::Health;
     }
     match kind {
         Kind::Replicate => match (method.as_str(), segments.as_slice()) {
@@ -392,25 +568,60 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_owned();
-    let route = route_of(mock.kind, &method, &path);
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    mock.seen.lock().unwrap().push(Seen {
-        route,
-        method: method.clone(),
-        path: path.clone(),
-        query: uri.query().unwrap_or_default().to_owned(),
-        authorization: headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        body: json.clone(),
-        at: Instant::now(),
-    });
-    if let Some(fault) = mock.take_fault(route) {
-        tokio::time::sleep(fault.delay).await;
-        return fault_reply(fault);
+    if mock.killed.load(Ordering::SeqCst) {
+        return reset_reply();
     }
+    let route = route_of(mock.kind, &method, uri.path());
+    let fault = mock.take_fault(route);
+    let truncate = match &fault {
+        Some(fault) if fault.failure == Failure::Truncated => true,
+        Some(fault) => {
+            mock.see(route, &method, &uri, &headers, &body);
+            tokio::time::sleep(fault.delay).await;
+            return match fault.failure {
+                Failure::Reset => reset_reply(),
+                _ => fault_reply(fault.clone()),
+            };
+        }
+        None => false,
+    };
+    let response = serve(mock.clone(), route, method, uri, headers, body).await;
+    if truncate {
+        truncated_reply(response).await
+    } else {
+        response
+    }
+}
+
+impl Mock {
+    fn see(&self, route: Route, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) {
+        self.seen.lock().unwrap().push(Seen {
+            route,
+            method: method.clone(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            at: Instant::now(),
+        });
+    }
+}
+
+/// The normal answer to a request.
+async fn serve(
+    mock: Arc<Mock>,
+    route: Route,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    mock.see(route, &method, &uri, &headers, &body);
+    let path = uri.path().to_owned();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if route == Route::Download {
         let id = path
             .trim_start_matches("/outputs/")
@@ -755,6 +966,13 @@ async fn together(mock: &Mock, request: Request<'_>) -> Response {
 /// Cog: `PUT /predictions/{id}` answers when the prediction has ended; one at a time.
 async fn cog(mock: &Mock, request: Request<'_>) -> Response {
     match request.route {
+        Route::Health => {
+            let status = match *mock.health.lock().unwrap() {
+                "READY" if mock.running.load(Ordering::SeqCst) > 0 => "BUSY",
+                status => status,
+            };
+            json_reply(200, json!({"status": status, "setup": {"status": "succeeded"}}))
+        }
         Route::Create => {
             let id = last_segment(request.path, 0);
             let busy = Busy::enter(&mock.running);
@@ -776,6 +994,9 @@ async fn cog(mock: &Mock, request: Request<'_>) -> Response {
             jobs_input["id"] = json!(id);
             let job = mock.create_job(jobs_input, &video);
             let answer = loop {
+                if mock.killed.load(Ordering::SeqCst) {
+                    return reset_reply();
+                }
                 match mock.advance(&job) {
                     Some(JobState::Running(_)) => {
                         tokio::time::sleep(Duration::from_millis(50)).await
