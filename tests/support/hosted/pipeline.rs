@@ -23,9 +23,30 @@ pub fn frame_pts(n: u64) -> gst::ClockTime {
     gst::ClockTime::from_nseconds(n * 1_000_000_000 / RATE as u64)
 }
 
+/// The timecode input frame `n` carries, as its meta.
+pub fn timecode(n: u64) -> String {
+    valid_timecode(n).to_string()
+}
+
+fn valid_timecode(n: u64) -> gst_video::ValidVideoTimeCode {
+    let tc = gst_video::VideoTimeCode::new(
+        gst::Fraction::new(RATE, 1),
+        None,
+        gst_video::VideoTimeCodeFlags::empty(),
+        10,
+        0,
+        (n / RATE as u64) as u32,
+        (n % RATE as u64) as u32,
+        0,
+    );
+    tc.try_into().unwrap()
+}
+
 pub struct Outcome {
     /// Output frames: pts and the RGB colour at their centre.
     pub frames: Vec<(gst::ClockTime, [u8; 3])>,
+    /// The timecode meta of each output frame.
+    pub timecodes: Vec<Option<String>>,
     pub messages: Vec<gst::Message>,
 }
 
@@ -37,6 +58,36 @@ impl Outcome {
                 e.error(),
                 e.debug().map(|d| d.to_string()).unwrap_or_default()
             )),
+            _ => None,
+        })
+    }
+
+    /// `(index, state, attempt)` of every `wanedit-window` message.
+    pub fn attempts(&self) -> Vec<(u64, String, u32)> {
+        self.window_structures()
+            .map(|s| {
+                (
+                    s.get::<u64>("index").unwrap(),
+                    s.get::<String>("state").unwrap(),
+                    s.get::<u32>("attempt").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The `error` field of the `wanedit-window` messages in `state`.
+    pub fn window_errors(&self, state: &str) -> Vec<String> {
+        self.window_structures()
+            .filter(|s| s.get::<String>("state").unwrap() == state)
+            .map(|s| s.get::<String>("error").unwrap())
+            .collect()
+    }
+
+    fn window_structures(&self) -> impl Iterator<Item = &gst::StructureRef> {
+        self.messages.iter().filter_map(|m| match m.view() {
+            gst::MessageView::Element(e) => e
+                .structure()
+                .filter(|s| s.name() == "wanedit-window"),
             _ => None,
         })
     }
@@ -81,6 +132,11 @@ impl Outcome {
                 .max()
                 .unwrap();
             assert!(off <= 10, "frame {n}: {rgb:?}, expected about {want:?}");
+            assert_eq!(
+                self.timecodes[n as usize],
+                Some(timecode(n)),
+                "frame {n} keeps its timecode meta"
+            );
         }
     }
 }
@@ -128,6 +184,7 @@ pub fn run_configured(
     let started = pipeline.set_state(gst::State::Playing);
     let mut messages = Vec::new();
     let mut frames = Vec::new();
+    let mut timecodes = Vec::new();
     if started.is_ok() {
         for n in 0..count {
             let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, WIDTH, HEIGHT)
@@ -145,6 +202,7 @@ pub fn run_configured(
                 let buffer = buffer.get_mut().unwrap();
                 buffer.set_pts(frame_pts(n));
                 buffer.set_duration(frame_pts(1));
+                gst_video::VideoTimeCodeMeta::add(buffer, &valid_timecode(n));
             }
             if src.push_buffer(buffer).is_err() {
                 break;
@@ -173,6 +231,11 @@ pub fn run_configured(
             let stride = info.stride()[0] as usize;
             let at = (HEIGHT as usize / 2) * stride + (WIDTH as usize / 2) * 3;
             frames.push((buffer.pts().unwrap(), [map[at], map[at + 1], map[at + 2]]));
+            timecodes.push(
+                buffer
+                    .meta::<gst_video::VideoTimeCodeMeta>()
+                    .map(|m| m.tc().to_string()),
+            );
         }
     }
     // What is left on the bus: window messages, and EOS.
@@ -195,5 +258,9 @@ pub fn run_configured(
         messages.push(message);
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    Outcome { frames, messages }
+    Outcome {
+        frames,
+        timecodes,
+        messages,
+    }
 }

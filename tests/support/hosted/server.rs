@@ -1,6 +1,6 @@
 //! The servers: one axum app whose handler routes by provider, as a real provider would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use futures::StreamExt;
 use gstwanedit::backend::BackendKind;
 use serde_json::{Value, json};
 
@@ -185,6 +186,15 @@ pub struct Mock {
     /// The server is gone: the port refuses connections and open connections are cut.
     killed: std::sync::atomic::AtomicBool,
     serving: Mutex<Option<tokio::task::AbortHandle>>,
+    /// See [`Mock::fail_every`]; 0: no job fails that way.
+    fail_every: AtomicUsize,
+    jobs_created: AtomicUsize,
+    /// Jobs made to fail by [`Mock::fail_every`] so far.
+    pub jobs_failed: AtomicUsize,
+    /// See [`Mock::forget_after`].
+    forget: Mutex<Option<Duration>>,
+    /// When each upload was stored, oldest first, while uploads are forgotten.
+    upload_times: Mutex<VecDeque<(Instant, String)>>,
 }
 
 /// Seeded random faults (see [`Mock::chaos`]).
@@ -194,6 +204,8 @@ struct Chaos {
     stall: Duration,
     /// Faults served, by kind.
     served: HashMap<&'static str, usize>,
+    /// Requests that went through the generator, with or without a fault.
+    drawn: usize,
 }
 
 impl Chaos {
@@ -206,6 +218,7 @@ impl Chaos {
     }
 
     fn fault(&mut self, route: Route) -> Option<(&'static str, Fault)> {
+        self.drawn += 1;
         if (self.next() % 1_000_000) as f64 >= self.rate * 1_000_000.0 {
             return None;
         }
@@ -239,6 +252,8 @@ struct Job {
     /// The edited clip, once the model is done.
     result: Arc<Mutex<Option<Vec<u8>>>>,
     canceled: bool,
+    /// Fails once it has run its time (see [`Mock::fail_every`]).
+    fails: bool,
 }
 
 impl Mock {
@@ -269,6 +284,11 @@ impl Mock {
             chaos: Mutex::default(),
             killed: Default::default(),
             serving: Mutex::default(),
+            fail_every: AtomicUsize::new(0),
+            jobs_created: AtomicUsize::new(0),
+            jobs_failed: AtomicUsize::new(0),
+            forget: Mutex::default(),
+            upload_times: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -301,7 +321,43 @@ impl Mock {
             rate,
             stall,
             served: HashMap::new(),
+            drawn: 0,
         });
+    }
+
+    /// Requests that went through the random faults so far, with or without one.
+    pub fn chaos_requests(&self) -> usize {
+        self.chaos.lock().unwrap().as_ref().map_or(0, |c| c.drawn)
+    }
+
+    /// From now on, every `every`-th job created fails once it has run its time, with a
+    /// message that says it may pass (a GPU out of memory): window retries then happen at
+    /// a known rate, where random ones could as well not happen in a short run.
+    pub fn fail_every(&self, every: usize) {
+        self.fail_every.store(every, Ordering::SeqCst);
+    }
+
+    /// From now on, uploads, jobs and the request log older than `age` are forgotten, as a
+    /// provider's storage expires: a soak runs for hours in the same process as the
+    /// server, and what the server kept would count as the element's memory. A job polled
+    /// after that is unknown (404).
+    pub fn forget_after(&self, age: Duration) {
+        *self.forget.lock().unwrap() = Some(age);
+    }
+
+    /// Drops what [`Mock::forget_after`] says is too old.
+    fn forget_old(&self) {
+        let Some(age) = *self.forget.lock().unwrap() else {
+            return;
+        };
+        let old = |at: Instant| at.elapsed() > age;
+        self.seen.lock().unwrap().retain(|s| !old(s.at));
+        self.jobs.lock().unwrap().retain(|_, job| !old(job.created));
+        let mut times = self.upload_times.lock().unwrap();
+        while let Some((_, id)) = times.front().filter(|(at, _)| old(*at)) {
+            self.uploads.lock().unwrap().remove(id);
+            times.pop_front();
+        }
     }
 
     /// The random faults served so far, by kind.
@@ -317,6 +373,11 @@ impl Mock {
     /// Serves `fault` to the next request for `route`.
     pub fn fault(&self, route: Route, fault: Fault) {
         self.faults.lock().unwrap().push((route, fault));
+    }
+
+    /// Faults queued with [`Mock::fault`] and not served yet.
+    pub fn faults_left(&self) -> usize {
+        self.faults.lock().unwrap().len()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -365,8 +426,16 @@ impl Mock {
     /// Stores an uploaded file; returns its URL.
     fn store(&self, data: Vec<u8>) -> String {
         let id = self.id("file");
-        self.uploads.lock().unwrap().insert(id.clone(), data);
+        self.keep_upload(id.clone(), data);
         format!("{}/files/{id}", self.url)
+    }
+
+    fn keep_upload(&self, id: String, data: Vec<u8>) {
+        if self.forget.lock().unwrap().is_some() {
+            let mut times = self.upload_times.lock().unwrap();
+            times.push_back((Instant::now(), id.clone()));
+        }
+        self.uploads.lock().unwrap().insert(id, data);
     }
 
     /// The bytes behind a URL or data URI a job was given.
@@ -383,7 +452,13 @@ impl Mock {
 
     /// Creates a job from the clip at `video`; the model starts at once.
     fn create_job(&self, input: Value, video: &str) -> String {
+        self.forget_old();
         let id = self.id("job");
+        let every = self.fail_every.load(Ordering::SeqCst);
+        let fails = every > 0 && (self.jobs_created.fetch_add(1, Ordering::SeqCst) + 1) % every == 0;
+        if fails {
+            self.jobs_failed.fetch_add(1, Ordering::SeqCst);
+        }
         let result = Arc::new(Mutex::new(None));
         if let Some(canned) = self.canned.lock().unwrap().clone() {
             *result.lock().unwrap() = Some(canned.to_vec());
@@ -411,6 +486,7 @@ impl Mock {
                 input,
                 result,
                 canceled: false,
+                fails,
             },
         );
         id
@@ -433,6 +509,11 @@ impl Mock {
         }
         if let Some(message) = self.fail_with.lock().unwrap().clone() {
             return Some(JobState::Failed(message));
+        }
+        if job.fails {
+            return Some(JobState::Failed(
+                "CUDA out of memory (injected by the test server)".into(),
+            ));
         }
         Some(JobState::Done(format!("{}/outputs/{id}.mp4", self.url)))
     }
@@ -501,10 +582,11 @@ async fn truncated_reply(response: Response) -> Response {
         "content-length",
         data.len().to_string().parse().unwrap(),
     );
-    let cut = futures::stream::iter([
-        Ok(half),
-        Err(std::io::Error::other("connection cut by the test server")),
-    ]);
+    // The cut comes a moment later, so that the head and the half are on the wire.
+    let cut = futures::stream::once(async { Ok(half) }).chain(futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::other("connection cut by the test server"))
+    }));
     Response::from_parts(parts, axum::body::Body::from_stream(cut))
 }
 
@@ -874,11 +956,7 @@ async fn wavespeed(mock: &Mock, request: Request<'_>) -> Response {
             }))
         }
         (Route::Upload, p) if p.starts_with("/presigned/") => {
-            let id = last_segment(p, 0);
-            mock.uploads
-                .lock()
-                .unwrap()
-                .insert(id, request.body.to_vec());
+            mock.keep_upload(last_segment(p, 0), request.body.to_vec());
             StatusCode::OK.into_response()
         }
         (Route::Create, _) => {
