@@ -14,26 +14,52 @@ use crate::backend::{ClipFrame, RgbFrame, frame_time};
 /// No clip of 81 frames takes this long to encode or decode; a pipeline that does has hung.
 const PIPELINE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(300);
 
+/// Sides under this are refused in a returned clip. No Wan model outputs less than 480 px
+/// on a side, and a frame smaller than one H.264 macroblock (16x16) is a placeholder or a
+/// broken answer, not an edit; the small clips of the tests (64x48, halved by their
+/// servers) stay above it.
+pub const MIN_SIDE: u32 = 16;
+
+/// The most RGB a returned clip may decode to. The hosted models' longest clip (10 s) at
+/// 60 fps and their largest size (1080p) stays below it; past it a clip is no edit of a
+/// window, and decoding on would exhaust memory (a small H.264 file can hold huge frames).
+const MAX_DECODED_BYTES: usize = 4 << 30;
+
 /// Why a clip could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct MediaError(String);
+pub enum MediaError {
+    /// The data is no video: another kind of file, or a file without a video track.
+    #[error("the clip is not a video: {0}")]
+    NotVideo(String),
+    #[error("the clip holds no video frames")]
+    NoFrames,
+    #[error(
+        "the clip's frames are {width}x{height}: frames under {MIN_SIDE}x{MIN_SIDE} are no \
+         edit of a window"
+    )]
+    TooSmall { width: u32, height: u32 },
+    #[error("the clip decodes to more than {} MiB of frames", .0 >> 20)]
+    TooLarge(usize),
+    /// What GStreamer, or the frames given to encode, did not allow.
+    #[error("{0}")]
+    Pipeline(String),
+}
 
 impl MediaError {
     fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
+        Self::Pipeline(text.into())
     }
 }
 
 impl From<glib::BoolError> for MediaError {
     fn from(e: glib::BoolError) -> Self {
-        Self(e.to_string())
+        Self::new(e.to_string())
     }
 }
 
 impl From<glib::Error> for MediaError {
     fn from(e: glib::Error) -> Self {
-        Self(e.to_string())
+        Self::new(e.to_string())
     }
 }
 
@@ -133,9 +159,16 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
 }
 
 /// Decodes the first video track of a clip to RGB frames, their times counted from the
-/// clip's first frame. Other tracks (audio) are ignored.
+/// clip's first frame. Other tracks (audio) are ignored. Data that is no video, holds no
+/// frames, or whose frames are under [`MIN_SIDE`] on a side is refused.
 pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
+    decode(data, MAX_DECODED_BYTES)
+}
+
+/// [`decode_mp4`], refusing a clip once its frames pass `budget` bytes.
+fn decode(data: Vec<u8>, budget: usize) -> Result<Vec<ClipFrame>, MediaError> {
     gst::init()?;
+    check_video(&data)?;
     let size = data.len() as u64;
     let data = Arc::new(data);
     let offset = Arc::new(Mutex::new(0u64));
@@ -190,23 +223,25 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
     src.link(&decodebin)?;
     convert.link(&sink)?;
 
-    let video_linked = Arc::new(Mutex::new(false));
+    let tracks = Arc::new(Mutex::new(Tracks::default()));
     decodebin.connect_pad_added({
         let pipeline = pipeline.downgrade();
         let convert = convert.clone();
+        let tracks = tracks.clone();
         move |_, pad| {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let is_video = caps
+            let kind = caps
                 .structure(0)
-                .is_some_and(|s| s.name().starts_with("video/"));
-            let mut linked = video_linked.lock().unwrap();
-            if is_video && !*linked {
-                *linked = pad.link(&convert.static_pad("sink").unwrap()).is_ok();
+                .map_or_else(|| "unknown".to_owned(), |s| s.name().to_string());
+            let mut tracks = tracks.lock().unwrap();
+            if kind.starts_with("video/") && !tracks.video {
+                tracks.video = pad.link(&convert.static_pad("sink").unwrap()).is_ok();
             } else if let Ok(fakesink) = gst::ElementFactory::make("fakesink").build() {
                 // Audio, or a second video track: consumed and dropped.
+                tracks.others.push(kind);
                 fakesink.set_property("sync", false);
                 let _ = pipeline.add(&fakesink);
                 let _ = fakesink.sync_state_with_parent();
@@ -214,16 +249,36 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
             }
         }
     });
+    decodebin.connect_no_more_pads({
+        let tracks = tracks.clone();
+        move |decodebin| {
+            let mut tracks = tracks.lock().unwrap();
+            tracks.complete = true;
+            if !tracks.video {
+                // Nothing would ever end the stream at the sink: stop now.
+                gst::element_error!(decodebin, gst::StreamError::WrongType, ["no video track"]);
+            }
+        }
+    });
 
     let run = Running::start(&pipeline)?;
     let mut frames = Vec::new();
     let mut origin = None;
+    let mut decoded = 0usize;
     for sample in run.samples(&sink, "decoding the edited clip") {
-        let sample = sample?;
+        let sample = sample.map_err(|e| tracks.lock().unwrap().explain(e))?;
         let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
             continue;
         };
         let info = gst_video::VideoInfo::from_caps(caps)?;
+        let (width, height) = (info.width(), info.height());
+        if width < MIN_SIDE || height < MIN_SIDE {
+            return Err(MediaError::TooSmall { width, height });
+        }
+        decoded = decoded.saturating_add(width as usize * height as usize * 3);
+        if decoded > budget {
+            return Err(MediaError::TooLarge(budget));
+        }
         let pts = buffer
             .pts()
             .ok_or_else(|| MediaError::new("a decoded frame has no timestamp"))?;
@@ -236,9 +291,71 @@ pub fn decode_mp4(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
         });
     }
     if frames.is_empty() {
-        return Err(MediaError::new("the clip holds no video frames"));
+        return Err(MediaError::NoFrames);
     }
     Ok(frames)
+}
+
+/// The streams decodebin found in a clip.
+#[derive(Debug, Default)]
+struct Tracks {
+    /// Whether a video stream reached the sink.
+    video: bool,
+    /// The media types of the streams dropped.
+    others: Vec<String>,
+    /// Whether decodebin found every stream.
+    complete: bool,
+}
+
+impl Tracks {
+    /// A pipeline error, as the clip's lack of a video track where that was the cause.
+    fn explain(&self, error: MediaError) -> MediaError {
+        if self.video || !self.complete {
+            return error;
+        }
+        match self.others.as_slice() {
+            [] => MediaError::NotVideo("it holds no track".into()),
+            others => MediaError::NotVideo(format!(
+                "it holds no video track, only {}",
+                others.join(", ")
+            )),
+        }
+    }
+}
+
+/// Refuses data that GStreamer does not find to be a video container or stream (an image,
+/// a web page, JSON), before a pipeline tries it.
+fn check_video(data: &[u8]) -> Result<(), MediaError> {
+    if data.is_empty() {
+        return Err(MediaError::NotVideo("it is empty".into()));
+    }
+    let kind = gst_base::functions::type_find_helper_for_data(None::<&gst::Object>, data)
+        .ok()
+        .and_then(|(caps, _)| caps.structure(0).map(|s| s.name().to_string()));
+    match kind {
+        Some(kind) if kind.starts_with("video/") => Ok(()),
+        Some(kind) => Err(MediaError::NotVideo(format!(
+            "it is {kind}{}",
+            text_start(data)
+        ))),
+        None => Err(MediaError::NotVideo(format!(
+            "its format is unknown{}",
+            text_start(data)
+        ))),
+    }
+}
+
+/// The start of data that reads as text (an error page, JSON), for an error message.
+fn text_start(data: &[u8]) -> String {
+    let head = &data[..data.len().min(60)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    if text.trim().is_empty() || text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return String::new();
+    }
+    format!(", starting {text:?}")
 }
 
 /// A sink that keeps every sample until read, as fast as they come.
@@ -413,6 +530,17 @@ mod tests {
                 "{times:?}"
             );
         }
+    }
+
+    #[test]
+    fn clips_past_the_budget_are_refused() {
+        let mp4 = encode_mp4(&clip(9, 32, 32), gst::Fraction::new(16, 1)).unwrap();
+        let frame = 32 * 32 * 3;
+        assert_eq!(decode(mp4.clone(), 9 * frame).unwrap().len(), 9);
+        assert_eq!(
+            decode(mp4, 9 * frame - 1).unwrap_err(),
+            MediaError::TooLarge(9 * frame - 1)
+        );
     }
 
     #[test]

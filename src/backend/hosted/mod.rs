@@ -4,6 +4,8 @@
 //! runner encodes the window, creates and follows the job, downloads and decodes the
 //! result, and cancels the job when the edit is dropped.
 
+#[cfg(test)]
+mod answers_fuzz;
 mod cog;
 mod fal;
 mod fields;

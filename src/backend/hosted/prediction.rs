@@ -25,6 +25,7 @@ pub fn poll(body: &Value, list: ListOutput) -> Result<Poll, BackendError> {
         status @ ("failed" | "canceled" | "aborted") => Poll::Failed(
             field(body, "/error")
                 .map(error_text)
+                .filter(|e| !e.trim().is_empty())
                 .unwrap_or_else(|| format!("prediction {status}")),
         ),
         // A Cog server answers a PUT of a running prediction (sent again after a lost

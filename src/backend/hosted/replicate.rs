@@ -30,6 +30,23 @@ pub fn fields(_model: &str) -> Fields {
     Fields::WAN27
 }
 
+impl Replicate {
+    /// The job a create answer describes; Replicate's own paths where it gives no URLs.
+    pub fn create_answer(&self, reply: &Value) -> Result<Job, BackendError> {
+        let id = text(reply, "/id")?.to_owned();
+        let own = |path: String| self.model.url(&path);
+        let mut job = Job::new(
+            id.clone(),
+            url_at(reply, "/urls/get").or_else(|_| own(format!("v1/predictions/{id}")))?,
+        );
+        job.cancel = Some(
+            url_at(reply, "/urls/cancel")
+                .or_else(|_| own(format!("v1/predictions/{id}/cancel")))?,
+        );
+        Ok(job)
+    }
+}
+
 impl Protocol for Replicate {
     async fn stage(&self, http: &Http, media: Media) -> Result<String, BackendError> {
         let call = Call::post(self.model.url("v1/files")?).body(Body::File {
@@ -54,18 +71,7 @@ impl Protocol for Replicate {
             ),
         };
         let call = Call::create(self.model.url(&path)?, body);
-        let reply = http.send(&call).await?;
-        let id = text(&reply, "/id")?.to_owned();
-        let own = |path: String| self.model.url(&path);
-        let mut job = Job::new(
-            id.clone(),
-            url_at(&reply, "/urls/get").or_else(|_| own(format!("v1/predictions/{id}")))?,
-        );
-        job.cancel = Some(
-            url_at(&reply, "/urls/cancel")
-                .or_else(|_| own(format!("v1/predictions/{id}/cancel")))?,
-        );
-        Ok(job)
+        self.create_answer(&http.send(&call).await?)
     }
 
     async fn poll(&self, http: &Http, job: &Job) -> Result<Poll, BackendError> {

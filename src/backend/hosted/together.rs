@@ -56,25 +56,35 @@ impl Protocol for Together {
         body.insert("height".into(), json!(inputs.size.height));
         body.insert("media".into(), media);
         let call = Call::create(self.model.url("v2/videos")?, Value::Object(body));
-        let id = text(&http.send(&call).await?, "/id")?.to_owned();
-        let poll = self.model.url(&format!("v2/videos/{id}"))?;
-        Ok(Job::new(id, poll))
+        self.create_answer(&http.send(&call).await?)
     }
 
     async fn poll(&self, http: &Http, job: &Job) -> Result<Poll, BackendError> {
-        let body = http.send(&Call::get(job.poll.clone())).await?;
-        // Status words differ between API generations: anything unknown is still running,
-        // and job-timeout bounds the wait.
-        Ok(match text(&body, "/status")? {
-            "completed" | "succeeded" => {
-                Poll::Done(Output::parse(text(&body, "/outputs/video_url")?)?)
-            }
-            status @ ("failed" | "cancelled" | "canceled") => Poll::Failed(
-                field(&body, "/error/message")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| format!("video job {status}"), str::to_owned),
-            ),
-            _ => Poll::Pending { progress: None },
-        })
+        poll_answer(&http.send(&Call::get(job.poll.clone())).await?)
     }
+}
+
+impl Together {
+    /// The job a create answer names; it is polled below the API.
+    pub fn create_answer(&self, body: &Value) -> Result<Job, BackendError> {
+        let id = text(body, "/id")?.to_owned();
+        let poll = self.model.url(&format!("v2/videos/{id}"))?;
+        Ok(Job::new(id, poll))
+    }
+}
+
+/// Where a job stands by its answer.
+pub fn poll_answer(body: &Value) -> Result<Poll, BackendError> {
+    // Status words differ between API generations: anything unknown is still running,
+    // and job-timeout bounds the wait.
+    Ok(match text(body, "/status")? {
+        "completed" | "succeeded" => Poll::Done(Output::parse(text(body, "/outputs/video_url")?)?),
+        status @ ("failed" | "cancelled" | "canceled") => Poll::Failed(
+            field(body, "/error/message")
+                .and_then(Value::as_str)
+                .filter(|e| !e.trim().is_empty())
+                .map_or_else(|| format!("video job {status}"), str::to_owned),
+        ),
+        _ => Poll::Pending { progress: None },
+    })
 }
