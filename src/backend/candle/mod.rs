@@ -23,9 +23,8 @@ use super::{
     FrameCounts, JobUpdate, Resolution, RgbFrame,
 };
 use crate::wan::{self, PipelineKind, Sampling, WanError};
-pub use registry::ModelKey;
 pub use settings::{CandleSettings, DeviceSpec, ModelDType};
-pub use shared::SharedModel;
+pub use shared::{ModelKey, SharedModel};
 
 /// diffusers' defaults of the Wan pipelines, used where the element leaves a parameter
 /// unset.

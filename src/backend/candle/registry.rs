@@ -4,39 +4,10 @@
 //! it, and is freed when the last element using it stops.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use candle_core::DType;
-
-use super::settings::DeviceSpec;
-use super::shared::SharedModel;
-use crate::wan::{self, WanError};
-
-/// What makes two loads the same model.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ModelKey {
-    /// The resolved, canonical pipeline directory (a repo id and its cache directory are
-    /// the same model).
-    pub root: PathBuf,
-    pub device: DeviceSpec,
-    pub dtype: DType,
-}
-
-impl ModelKey {
-    /// Resolves `model` (a directory or a repository id in the local Hugging Face cache).
-    pub fn new(model: &str, device: DeviceSpec, dtype: DType) -> Result<Self, WanError> {
-        let root = wan::resolve(model)?;
-        let root = root
-            .canonicalize()
-            .map_err(|source| WanError::Io { path: root, source })?;
-        Ok(Self {
-            root,
-            device,
-            dtype,
-        })
-    }
-}
+use super::shared::{ModelKey, SharedModel};
+use crate::wan::WanError;
 
 /// One slot per key, locked while its model loads, so that elements loading the same
 /// model at once wait for a single load instead of making two copies, while loads of

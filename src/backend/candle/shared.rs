@@ -1,14 +1,41 @@
-//! One loaded model and what every element using it shares: the prompt embeddings
-//! computed so far, and whether the text encoder must stay loaded.
+//! One loaded model, the key that says which, and what every element using it shares:
+//! the prompt embeddings computed so far, and whether the text encoder must stay loaded.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
-use super::registry::ModelKey;
+use super::settings::DeviceSpec;
 use crate::wan::{self, Noise, PromptEmbeds, WanError, WanModel};
+
+/// What makes two loads the same model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    /// The resolved, canonical pipeline directory (a repo id and its cache directory are
+    /// the same model).
+    pub root: PathBuf,
+    pub device: DeviceSpec,
+    pub dtype: DType,
+}
+
+impl ModelKey {
+    /// Resolves `model` (a directory or a repository id in the local Hugging Face cache).
+    pub fn new(model: &str, device: DeviceSpec, dtype: DType) -> Result<Self, WanError> {
+        let root = wan::resolve(model)?;
+        let root = root
+            .canonicalize()
+            .map_err(|source| WanError::Io { path: root, source })?;
+        Ok(Self {
+            root,
+            device,
+            dtype,
+        })
+    }
+}
+
 
 pub struct SharedModel {
     key: ModelKey,
