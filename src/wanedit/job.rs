@@ -105,11 +105,8 @@ impl Job {
         let edited = loop {
             match self.attempt(attempt).await {
                 Err(cause) if cause.may_pass() && attempt <= self.retries => {
-                    self.reports.post(
-                        WindowState::Retrying,
-                        attempt,
-                        Some(&cause.to_string()),
-                    );
+                    self.reports
+                        .post(WindowState::Retrying, attempt, Some(&cause.to_string()));
                     tokio::time::sleep(backoff(WINDOW_RETRY_BASE, attempt)).await;
                     attempt += 1;
                 }

@@ -11,11 +11,14 @@ use crate::backend::Backend;
 
 mod imp;
 mod job;
+mod lifecycle;
 mod load;
 pub mod message;
+mod output;
 mod properties;
 pub mod settings;
 mod state;
+mod windows;
 
 pub use job::SEND_RATE;
 pub use settings::OnError;

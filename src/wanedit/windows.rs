@@ -1,0 +1,192 @@
+//! Windows on their way through a backend: submitted as the planner makes them (with
+//! back-pressure), and their outcome delivered to the composer and reported on the bus.
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{Guard, WanEdit, stream_state};
+use super::job::{Job, JobOutcome};
+use super::message::{WindowReporter, WindowState};
+use crate::backend::{self, WindowId};
+use crate::stream::planner::Window;
+
+impl WanEdit {
+    /// Starts the job of a window, first waiting while the jobs in flight fill every slot
+    /// (this is the element's back-pressure). The window must already be planned with the
+    /// composer, in the same lock as the planner made it: else its frames could leave
+    /// while this waits.
+    pub(super) fn submit<'a>(
+        &'a self,
+        mut guard: Guard<'a>,
+        window: Window,
+        inputs: Vec<gst::Buffer>,
+    ) -> Result<Guard<'a>, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().clone();
+        loop {
+            let state = stream_state(&mut guard)?;
+            state.flow()?;
+            let slots =
+                (settings.max_in_flight as usize).min(state.capabilities.max_concurrency.max(1));
+            if state.jobs.len() < slots {
+                break;
+            }
+            guard = self.changed.wait(guard).unwrap();
+        }
+        let state = stream_state(&mut guard)?;
+        let run = state
+            .run
+            .as_ref()
+            .expect("windows are planned only with caps");
+        let id = WindowId {
+            index: window.index,
+            first_pts: inputs.first().and_then(|b| b.pts()),
+            frames: inputs.len(),
+        };
+        let padded_len = state
+            .capabilities
+            .frame_counts
+            .padded_length(inputs.len())
+            .unwrap_or(state.windowing.window as usize);
+        let reports = WindowReporter::new(self.obj().upcast_ref(), id, state.backend.name());
+        let job = Job {
+            id,
+            inputs,
+            info: run.info.clone(),
+            send_size: run.send_size,
+            padded_len,
+            params: settings.params(),
+            on_error: settings.on_error,
+            timeout: settings.job_timeout(),
+            retries: settings.window_retries,
+            backend: state.backend.clone(),
+            reports: reports.clone(),
+        };
+        let epoch = state.epoch;
+        let element = self.obj().downgrade();
+        // The task posts `queued` itself, so that no report of the job can overtake it.
+        let task = backend::runtime::runtime().spawn(async move {
+            reports.post(WindowState::Queued, 1, None);
+            let (attempt, outcome) = job.run().await;
+            if let Some(element) = element.upgrade() {
+                element.imp().deliver(epoch, &reports, attempt, outcome);
+            }
+        });
+        state.jobs.insert(window.index, task.abort_handle());
+        drop(guard);
+        Ok(self.state.lock().unwrap())
+    }
+
+    pub(super) fn is_current(&self, epoch: u64) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|s| s.epoch == epoch)
+    }
+
+    /// Takes a finished job's outcome: reports it, then hands its frames to the composer.
+    /// Reports go out first, so that a window's `done` or warning always comes before
+    /// its frames (and before EOS) and is never posted with the state locked.
+    pub(super) fn deliver(
+        &self,
+        epoch: u64,
+        reports: &WindowReporter,
+        attempt: u32,
+        outcome: JobOutcome,
+    ) {
+        if !self.is_current(epoch) {
+            return;
+        }
+        let id = reports.window;
+        let failure = |cause: &dyn std::fmt::Display| {
+            format!(
+                "backend {} failed on window {} (first PTS {}, {} frames{}): {cause}",
+                reports.backend,
+                id.index,
+                id.first_pts.display(),
+                id.frames,
+                if attempt > 1 {
+                    format!(", {attempt} attempts")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let frames = match outcome {
+            JobOutcome::Edited(frames) => {
+                self.post(vec![reports.message(WindowState::Done, attempt, None)]);
+                frames
+            }
+            JobOutcome::PassedThrough { frames, cause } => {
+                let cause = cause.to_string();
+                let text = format!("{}; passing its original frames through", failure(&cause));
+                self.post(vec![
+                    reports.message(WindowState::Failed, attempt, Some(&cause)),
+                    gst::message::Warning::builder(gst::StreamError::Failed, &text)
+                        .src(&*self.obj())
+                        .build(),
+                ]);
+                frames
+            }
+            JobOutcome::Failed(cause) => {
+                let cause = cause.to_string();
+                return self.fail(epoch, reports, attempt, &cause, &failure(&cause));
+            }
+        };
+        let blend = self.settings.lock().unwrap().blend;
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut().filter(|s| s.epoch == epoch) else {
+            return;
+        };
+        state.jobs.remove(&id.index);
+        let composed = state.composer.finish(id.index, frames, blend);
+        drop(guard);
+        self.changed.notify_all();
+        if let Err(e) = composed {
+            let cause = e.to_string();
+            self.fail(epoch, reports, attempt, &cause, &failure(&cause));
+        }
+    }
+
+    /// Stops the stream on a failed window (on-error=fail).
+    pub(super) fn fail(
+        &self,
+        epoch: u64,
+        reports: &WindowReporter,
+        attempt: u32,
+        cause: &str,
+        error: &str,
+    ) {
+        if let Some(state) = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .filter(|s| s.epoch == epoch)
+        {
+            state.jobs.remove(&reports.window.index);
+            state.failed = true;
+        } else {
+            return;
+        }
+        self.changed.notify_all();
+        self.post(vec![
+            reports.message(WindowState::Failed, attempt, Some(cause)),
+            gst::message::Error::builder(gst::StreamError::Failed, error)
+                .src(&*self.obj())
+                .build(),
+        ]);
+    }
+
+    /// Ends the current run: its last window is planned and submitted.
+    pub(super) fn finish_run(&self, guard: Guard<'_>) -> Result<(), gst::FlowError> {
+        let mut guard = guard;
+        let state = stream_state(&mut guard)?;
+        let last = state.run.as_mut().and_then(|run| run.planner.finish());
+        if let Some(window) = last {
+            let inputs = state.composer.plan(window);
+            drop(self.submit(guard, window, inputs)?);
+        }
+        Ok(())
+    }
+}
