@@ -101,7 +101,10 @@ fn rides_through(kind: Kind, route: Route, requests_per_window: usize) {
             }
             assert_eq!(mock.count(Route::Create), 1, "{case}: one job, never twice");
             assert!(
-                outcome.attempts().iter().all(|(_, _, attempt)| *attempt == 1),
+                outcome
+                    .attempts()
+                    .iter()
+                    .all(|(_, _, attempt)| *attempt == 1),
                 "{case}: the requests were retried, not the window"
             );
         }
@@ -156,7 +159,10 @@ fn retry_after_is_honoured() {
         Route::Poll,
         Fault::status(429).header("retry-after-ms", "400"),
     );
-    mock.fault(Route::Download, Fault::status(503).header("retry-after", "1"));
+    mock.fault(
+        Route::Download,
+        Fault::status(503).header("retry-after", "1"),
+    );
     let outcome = stream(backend(Kind::Replicate, &[&mock.url]), "", FRAMES);
     outcome.assert_frames(FRAMES, invert);
     let gap_after_first = |route: Route| {
@@ -175,7 +181,10 @@ fn retry_after_is_honoured() {
 #[test]
 fn a_create_is_sent_again_only_when_it_was_refused_with_429() {
     let mock = Mock::start(Kind::Replicate);
-    mock.fault(Route::Create, Fault::status(429).header("retry-after-ms", "50"));
+    mock.fault(
+        Route::Create,
+        Fault::status(429).header("retry-after-ms", "50"),
+    );
     let outcome = stream(backend(Kind::Replicate, &[&mock.url]), "", FRAMES);
     outcome.assert_frames(FRAMES, invert);
     assert_eq!(mock.count(Route::Create), 2);
@@ -187,7 +196,11 @@ fn a_create_is_sent_again_only_when_it_was_refused_with_429() {
     let outcome = stream(backend(Kind::Replicate, &[&mock.url]), "", FRAMES);
     outcome.assert_frames(FRAMES, invert);
     assert_eq!(mock.count(Route::Create), 2);
-    assert_eq!(mock.count(Route::Upload), 2, "the retried window is sent again");
+    assert_eq!(
+        mock.count(Route::Upload),
+        2,
+        "the retried window is sent again"
+    );
     let retrying = outcome.window_errors("retrying");
     assert_eq!(retrying.len(), 1);
     assert!(retrying[0].contains("HTTP 503"), "{retrying:?}");
@@ -276,7 +289,9 @@ fn a_content_policy_refusal_is_not_retried() {
     let mock = Mock::start(Kind::Replicate);
     mock.fault(
         Route::Poll,
-        failed_prediction("NSFW content detected. Try running it again, or try a different prompt."),
+        failed_prediction(
+            "NSFW content detected. Try running it again, or try a different prompt.",
+        ),
     );
     let outcome = stream(
         backend(Kind::Replicate, &[&mock.url]),
@@ -287,7 +302,10 @@ fn a_content_policy_refusal_is_not_retried() {
     assert!(error.contains("NSFW content detected"), "{error}");
     assert_eq!(mock.count(Route::Create), 1);
     assert!(outcome.window_errors("retrying").is_empty());
-    assert!(outcome.frames.is_empty(), "nothing of a failed stream leaves");
+    assert!(
+        outcome.frames.is_empty(),
+        "nothing of a failed stream leaves"
+    );
 }
 
 #[test]
@@ -332,7 +350,11 @@ fn a_cog_fleet_finishes_on_one_server_when_the_other_is_killed_mid_stream() {
     killer.join().unwrap();
     outcome.assert_frames(FLEET_FRAMES, invert);
     assert_eq!(b.count(Route::Create), 1, "b got one prediction, then died");
-    assert_eq!(a.count(Route::Create), 4, "a edited every window in the end");
+    assert_eq!(
+        a.count(Route::Create),
+        4,
+        "a edited every window in the end"
+    );
     let retrying = outcome.window_errors("retrying");
     assert_eq!(retrying.len(), 1, "{retrying:?}");
 }

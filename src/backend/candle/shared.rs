@@ -36,7 +36,6 @@ impl ModelKey {
     }
 }
 
-
 pub struct SharedModel {
     key: ModelKey,
     model: RwLock<WanModel>,

@@ -124,7 +124,10 @@ impl Cog {
 
     /// A free server that passed its health check, waiting for one if all are busy.
     /// Servers out of the fleet are checked again on the way, and come back when healthy.
-    async fn take_server(&self, http: &Http) -> Result<(usize, OwnedSemaphorePermit), BackendError> {
+    async fn take_server(
+        &self,
+        http: &Http,
+    ) -> Result<(usize, OwnedSemaphorePermit), BackendError> {
         loop {
             join_all(
                 self.servers

@@ -238,10 +238,7 @@ impl Http {
             return Ok(Value::Null);
         }
         serde_json::from_str(&text).map_err(|e| {
-            BackendError::Protocol(format!(
-                "an answer that is not JSON ({e}): {}",
-                clip(&text)
-            ))
+            BackendError::Protocol(format!("an answer that is not JSON ({e}): {}", clip(&text)))
         })
     }
 
@@ -303,8 +300,10 @@ impl Http {
                 },
             );
         }
+        // Cog answers with the clip inline, as base64 (4/3 of its size) in JSON.
+        let cap = self.max_output_bytes.saturating_mul(2);
         let body = self
-            .read_body(response, u64::MAX, timeout)
+            .read_body(response, cap, timeout)
             .await
             .map_err(|failed| match failed.retry {
                 Retry::After(_) => Failed::lost(failed.error, repeatable),
@@ -340,7 +339,7 @@ impl Http {
     ) -> Result<Vec<u8>, Failed> {
         let too_big = |size: u64| {
             Failed::no_retry(BackendError::Output(format!(
-                "the edited clip is {size} bytes or more, over the {cap} byte cap"
+                "the answer is {size} bytes or more, over the {cap} byte cap"
             )))
         };
         let lost = |error| Failed::retry(error, None);
@@ -636,8 +635,13 @@ mod tests {
 
     #[test]
     fn plain_http_outputs_only_from_a_loopback_endpoint() {
-        let remote =
-            Http::new(&[Url::parse("https://api.replicate.com").unwrap()], None, 1, Pacing::default()).unwrap();
+        let remote = Http::new(
+            &[Url::parse("https://api.replicate.com").unwrap()],
+            None,
+            1,
+            Pacing::default(),
+        )
+        .unwrap();
         let output = Url::parse("http://cdn.example.com/out.mp4?sig=secret").unwrap();
         let error = remote.check_foreign_url(&output).unwrap_err().to_string();
         assert_eq!(
@@ -650,7 +654,13 @@ mod tests {
                 .check_foreign_url(&Url::parse("https://cdn.example.com/o.mp4").unwrap())
                 .is_ok()
         );
-        let local = Http::new(&[Url::parse("http://127.0.0.1:5000").unwrap()], None, 1, Pacing::default()).unwrap();
+        let local = Http::new(
+            &[Url::parse("http://127.0.0.1:5000").unwrap()],
+            None,
+            1,
+            Pacing::default(),
+        )
+        .unwrap();
         assert!(local.check_foreign_url(&output).is_ok());
         assert!(
             local

@@ -183,9 +183,11 @@ pub fn create(
     limits: Limits,
 ) -> Result<Arc<dyn Backend>, ConfigError> {
     let http = |endpoints: &[Url], auth| {
-        Http::new(endpoints, auth, limits.max_output_bytes, limits.pacing).map_err(|why| ConfigError::Invalid {
-            property: "endpoint",
-            why,
+        Http::new(endpoints, auth, limits.max_output_bytes, limits.pacing).map_err(|why| {
+            ConfigError::Invalid {
+                property: "endpoint",
+                why,
+            }
         })
     };
     if kind == BackendKind::Cog {

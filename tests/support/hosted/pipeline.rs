@@ -85,9 +85,7 @@ impl Outcome {
 
     fn window_structures(&self) -> impl Iterator<Item = &gst::StructureRef> {
         self.messages.iter().filter_map(|m| match m.view() {
-            gst::MessageView::Element(e) => e
-                .structure()
-                .filter(|s| s.name() == "wanedit-window"),
+            gst::MessageView::Element(e) => e.structure().filter(|s| s.name() == "wanedit-window"),
             _ => None,
         })
     }
