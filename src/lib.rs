@@ -7,6 +7,7 @@
 use gst::glib;
 
 pub mod backend;
+pub mod frame;
 pub mod stream;
 pub mod wan;
 pub mod wanedit;

@@ -7,7 +7,6 @@
 mod auto;
 pub mod candle;
 mod error;
-mod frame;
 pub mod hosted;
 mod report;
 pub mod retry;
@@ -20,28 +19,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use gst::glib;
 
+pub use crate::frame::{ClipFrame, EditedClip, RgbFrame, Size, frame_time};
 pub use error::{BackendError, ConfigError};
-pub use frame::{ClipFrame, EditedClip, RgbFrame, frame_time};
 pub use report::{JobReporter, JobUpdate};
-
-/// A frame size in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Size {
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Size {
-    pub const fn new(width: u32, height: u32) -> Self {
-        Self { width, height }
-    }
-}
-
-impl std::fmt::Display for Size {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}", self.width, self.height)
-    }
-}
 
 /// The model resolution class a window is edited at.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]

@@ -3,7 +3,7 @@
 
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 
-use crate::backend::{RgbFrame, Size};
+use crate::frame::{RgbFrame, Size};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {

@@ -1,6 +1,6 @@
 //! Picks the size a window is sent to the backend at.
 
-use crate::backend::Size;
+use crate::frame::Size;
 
 /// The accepted size closest in aspect ratio to `input` (ties go to the earlier size), or
 /// `input` itself when the backend takes any size.
@@ -21,11 +21,14 @@ pub fn choose_size(input: Size, accepted: &[Size]) -> Size {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Resolution;
 
     #[test]
     fn picks_the_bucket_closest_in_aspect_ratio() {
-        let b480 = Resolution::P480.wan_buckets();
+        let b480 = [
+            Size::new(832, 480),
+            Size::new(480, 832),
+            Size::new(624, 624),
+        ];
         assert_eq!(
             choose_size(Size::new(1920, 1080), &b480),
             Size::new(832, 480)
@@ -37,7 +40,11 @@ mod tests {
         assert_eq!(choose_size(Size::new(640, 640), &b480), Size::new(624, 624));
         assert_eq!(choose_size(Size::new(854, 480), &b480), Size::new(832, 480));
         assert_eq!(choose_size(Size::new(700, 600), &b480), Size::new(624, 624));
-        let b720 = Resolution::P720.wan_buckets();
+        let b720 = [
+            Size::new(1280, 720),
+            Size::new(720, 1280),
+            Size::new(960, 960),
+        ];
         assert_eq!(
             choose_size(Size::new(1280, 1024), &b720),
             Size::new(960, 960)

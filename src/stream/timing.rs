@@ -1,6 +1,6 @@
 //! Maps an edited clip back onto the window's frames by time, not by index.
 
-use crate::backend::{EditedClip, RgbFrame, frame_time};
+use crate::frame::{EditedClip, RgbFrame, frame_time};
 
 /// For each of the window's `count` frames (frame `i` at `i / frame_rate`), the clip frame
 /// nearest in time; ties go to the earlier frame. The clip's timeline starts at its first
@@ -37,7 +37,7 @@ pub fn frames_by_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ClipFrame;
+    use crate::frame::ClipFrame;
 
     fn clip(pts_ms: &[u64]) -> EditedClip {
         EditedClip {

@@ -1,3 +1,27 @@
+//! The frames and sizes that the stream machinery and the backends both speak of: the
+//! backends' packed RGB images, the clips they give back, and frame times.
+
+use gst::prelude::MulDiv;
+
+/// A frame size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Size {
+    pub const fn new(width: u32, height: u32) -> Self {
+        Self { width, height }
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
 /// A packed 8-bit RGB image (3 bytes a pixel, rows without padding).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RgbFrame {
@@ -72,5 +96,3 @@ pub fn frame_time(i: u64, frame_rate: gst::Fraction) -> gst::ClockTime {
             .unwrap_or(0),
     )
 }
-
-use gst::prelude::MulDiv;
