@@ -49,11 +49,14 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    pub fn new(in_info: &VideoInfo, out_info: &VideoInfo) -> Result<Self, ConvertError> {
+    /// A converter that splits each frame over `threads` threads.
+    pub fn new(
+        in_info: &VideoInfo,
+        out_info: &VideoInfo,
+        threads: u32,
+    ) -> Result<Self, ConvertError> {
         let mut config = gst_video::VideoConverterConfig::new();
-        // Converters are per job and jobs already run in parallel; more threads per
-        // converter would only fight over the same cores.
-        config.set_threads(1);
+        config.set_threads(threads.max(1));
         let converter =
             gst_video::VideoConverter::new(in_info, out_info, Some(config)).map_err(|source| {
                 ConvertError::Converter {
@@ -91,10 +94,10 @@ pub struct ToRgb {
 }
 
 impl ToRgb {
-    pub fn new(in_info: &VideoInfo, size: Size) -> Result<Self, ConvertError> {
+    pub fn new(in_info: &VideoInfo, size: Size, threads: u32) -> Result<Self, ConvertError> {
         let out_info = info_like(in_info, VideoFormat::Rgb, size)?;
         Ok(Self {
-            scaler: Scaler::new(in_info, &out_info)?,
+            scaler: Scaler::new(in_info, &out_info, threads)?,
         })
     }
 
@@ -123,13 +126,15 @@ impl ToRgb {
 /// Scales backend RGB images (of any size) back to the stream's format and size.
 pub struct FromRgb {
     out_info: VideoInfo,
+    threads: u32,
     scaler: Option<(Size, Scaler)>,
 }
 
 impl FromRgb {
-    pub fn new(out_info: &VideoInfo) -> Self {
+    pub fn new(out_info: &VideoInfo, threads: u32) -> Self {
         Self {
             out_info: out_info.clone(),
+            threads,
             scaler: None,
         }
     }
@@ -138,7 +143,7 @@ impl FromRgb {
         let size = Size::new(image.width, image.height);
         if self.scaler.as_ref().is_none_or(|(s, _)| *s != size) {
             let in_info = info_like(&self.out_info, VideoFormat::Rgb, size)?;
-            self.scaler = Some((size, Scaler::new(&in_info, &self.out_info)?));
+            self.scaler = Some((size, Scaler::new(&in_info, &self.out_info, self.threads)?));
         }
         let (_, scaler) = self.scaler.as_ref().expect("set above");
         let input = packed_rgb_buffer(image, &scaler.in_info)?;

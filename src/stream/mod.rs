@@ -6,4 +6,5 @@ pub mod composer;
 pub mod convert;
 pub mod geometry;
 pub mod planner;
+pub mod scaled;
 pub mod timing;

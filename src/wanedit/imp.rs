@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_video::VideoInfo;
+use gst_video::prelude::*;
 
 use super::properties;
 use super::settings::Settings;
@@ -84,6 +85,18 @@ impl WanEdit {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        if buffer
+            .video_flags()
+            .contains(gst_video::VideoBufferFlags::INTERLACED)
+        {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("a buffer flagged interlaced in a progressive stream: put deinterlace in \
+                  front of wanedit")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
         let window = run.planner.push_frame();
         let number = state.next_frame;
         state.next_frame += 1;
@@ -97,6 +110,23 @@ impl WanEdit {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::FlowError> {
+        // Read from the caps themselves: some interlaced caps (alternate fields) are not
+        // even a VideoInfo, and they deserve the same clear answer.
+        let mode = caps
+            .structure(0)
+            .and_then(|s| s.get::<&str>("interlace-mode").ok())
+            .unwrap_or("progressive");
+        if mode != "progressive" {
+            // The model sees whole frames in time: fields woven into one frame would be
+            // edited as combing. A clear error beats a picture that looks broken.
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("wanedit takes progressive video only, not interlace-mode={mode}: put \
+                     deinterlace in front of wanedit")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
         let info = VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
         self.finish_run(self.state.lock().unwrap())?;
         let mut guard = self.state.lock().unwrap();
@@ -116,6 +146,7 @@ impl WanEdit {
             info,
             planner: state.windowing.planner(origin, first_index),
             send_size,
+            scaled: Default::default(),
         });
         Ok(())
     }

@@ -11,8 +11,9 @@ use gst_video::VideoInfo;
 use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
 use crate::backend::retry::backoff;
-use crate::backend::{Backend, BackendError, EditParams, EditRequest, RgbFrame, Size, WindowId};
+use crate::backend::{Backend, BackendError, EditParams, EditRequest, Size, WindowId};
 use crate::stream::convert::{self, ConvertError, FromRgb, ToRgb};
+use crate::stream::scaled::ScaledFrame;
 use crate::stream::timing::frames_by_time;
 
 /// Wan's native rate: a window goes to the model as consecutive frames at this rate,
@@ -64,6 +65,9 @@ pub struct Job {
     pub inputs: Vec<gst::Buffer>,
     pub info: VideoInfo,
     pub send_size: Size,
+    /// The window's frames at `send_size`, shared with the windows that overlap it.
+    pub scaled: Vec<ScaledFrame>,
+    pub converter_threads: u32,
     /// The length the backend accepts; the last frame is repeated up to it.
     pub padded_len: usize,
     pub params: EditParams,
@@ -138,14 +142,28 @@ impl Job {
         }
     }
 
-    /// Scales the window to the backend's geometry (again for each attempt: holding a
-    /// second copy of every window for a rare retry would cost more), edits it, and maps
-    /// the clip back to the window's frames.
+    /// Scales the window to the backend's geometry (each frame once, whichever of the
+    /// windows sharing it gets there first; a frame this window alone needed is scaled
+    /// again for a retry rather than held twice), edits it, and maps the clip back to the
+    /// window's frames.
     async fn edit(&self, attempt: u32) -> Result<Vec<gst::Buffer>, JobError> {
         let id = self.id;
-        let (inputs, info) = (self.inputs.clone(), self.info.clone());
-        let (send_size, padded_len) = (self.send_size, self.padded_len);
-        let frames = blocking(move || to_backend(&inputs, &info, send_size, padded_len)).await?;
+        let (inputs, info, scaled) = (self.inputs.clone(), self.info.clone(), self.scaled.clone());
+        let (send_size, padded_len, threads) =
+            (self.send_size, self.padded_len, self.converter_threads);
+        let frames = blocking(move || {
+            let to_rgb = ToRgb::new(&info, send_size, threads)?;
+            let mut frames = inputs
+                .iter()
+                .zip(&scaled)
+                .map(|(input, frame)| frame.get_or_scale(|| to_rgb.convert(input)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(last) = frames.last().cloned() {
+                frames.resize(padded_len.max(frames.len()), last);
+            }
+            Ok(frames)
+        })
+        .await?;
         let request = EditRequest {
             window: id,
             frames,
@@ -157,7 +175,7 @@ impl Job {
         let out_info = self.info.clone();
         blocking(move || {
             let images = frames_by_time(&clip, id.frames, SEND_RATE).ok_or(JobError::EmptyClip)?;
-            let mut back = FromRgb::new(&out_info);
+            let mut back = FromRgb::new(&out_info, threads);
             Ok(images
                 .into_iter()
                 .map(|image| back.convert(image))
@@ -165,23 +183,6 @@ impl Job {
         })
         .await
     }
-}
-
-fn to_backend(
-    inputs: &[gst::Buffer],
-    info: &VideoInfo,
-    size: Size,
-    padded_len: usize,
-) -> Result<Vec<RgbFrame>, JobError> {
-    let to_rgb = ToRgb::new(info, size)?;
-    let mut frames = inputs
-        .iter()
-        .map(|b| to_rgb.convert(b))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(last) = frames.last().cloned() {
-        frames.resize(padded_len.max(frames.len()), last);
-    }
-    Ok(frames)
 }
 
 fn originals(inputs: &[gst::Buffer], info: &VideoInfo) -> Result<Vec<gst::Buffer>, JobError> {

@@ -8,6 +8,7 @@ use gst_video::VideoInfo;
 use crate::backend::{Backend, Capabilities, Size};
 use crate::stream::composer::Composer;
 use crate::stream::planner::WindowPlanner;
+use crate::stream::scaled::ScaledFrames;
 
 /// The stream between two caps changes.
 pub struct Run {
@@ -15,6 +16,8 @@ pub struct Run {
     pub planner: WindowPlanner,
     /// The size windows are sent to the backend at.
     pub send_size: Size,
+    /// Frames scaled to `send_size`, held for the next window that shares them.
+    pub scaled: ScaledFrames,
 }
 
 /// The window geometry, fixed from READY->PAUSED on (where it was checked against the
@@ -26,6 +29,11 @@ pub struct Windowing {
 }
 
 impl Windowing {
+    /// How far one window starts after the one before.
+    pub fn stride(self) -> u64 {
+        (self.window - self.overlap).into()
+    }
+
     pub fn planner(self, origin: u64, first_index: u64) -> WindowPlanner {
         WindowPlanner::new(self.window, self.overlap, origin, first_index)
     }
@@ -94,6 +102,7 @@ impl State {
         self.next_frame = 0;
         if let Some(run) = &mut self.run {
             run.planner = self.windowing.planner(0, 0);
+            run.scaled = ScaledFrames::default();
         }
         self.failed = false;
         self.downstream = Ok(gst::FlowSuccess::Ok);

@@ -33,10 +33,13 @@ impl WanEdit {
             guard = self.changed.wait(guard).unwrap();
         }
         let state = stream_state(&mut guard)?;
+        let in_flight = (settings.max_in_flight as usize).min(state.capabilities.max_concurrency);
+        let keep_from = window.start + state.windowing.stride();
         let run = state
             .run
-            .as_ref()
+            .as_mut()
             .expect("windows are planned only with caps");
+        let scaled = run.scaled.for_window(window.start, window.end(), keep_from);
         let id = WindowId {
             index: window.index,
             first_pts: inputs.first().and_then(|b| b.pts()),
@@ -53,6 +56,8 @@ impl WanEdit {
             inputs,
             info: run.info.clone(),
             send_size: run.send_size,
+            scaled,
+            converter_threads: converter_threads(in_flight),
             padded_len,
             params: settings.params(),
             on_error: settings.on_error,
@@ -189,4 +194,11 @@ impl WanEdit {
         }
         Ok(())
     }
+}
+
+/// Threads each of a window's converters may use: the cores, shared by the windows in
+/// flight, so that one window alone uses them all and several do not fight over them.
+fn converter_threads(in_flight: usize) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores / in_flight.max(1)).max(1) as u32
 }
