@@ -30,9 +30,20 @@ fn info_like(
     format: VideoFormat,
     size: Size,
 ) -> Result<VideoInfo, ConvertError> {
+    // Full-range RGB in the stream's own transfer and primaries: the matrix and range of
+    // the caps are undone, and nothing else is (no tone mapping of HDR, no gamut
+    // mapping), so that the way back restores the stream's colorimetry exactly.
+    let stream = template.colorimetry();
+    let colorimetry = gst_video::VideoColorimetry::new(
+        gst_video::VideoColorRange::Range0_255,
+        gst_video::VideoColorMatrix::Rgb,
+        stream.transfer(),
+        stream.primaries(),
+    );
     VideoInfo::builder(format, size.width, size.height)
         .fps(template.fps())
         .par(gst::Fraction::new(1, 1))
+        .colorimetry(&colorimetry)
         .build()
         .map_err(|source| ConvertError::Info {
             size,
