@@ -350,7 +350,11 @@ fn text_start(data: &[u8]) -> String {
     let head = &data[..data.len().min(60)];
     let text = match std::str::from_utf8(head) {
         Ok(text) => text,
-        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+        // A character cut where `head` ends is no sign of binary data.
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return String::new(),
     };
     if text.trim().is_empty() || text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
         return String::new();

@@ -321,7 +321,8 @@ fn error_text(error: &Value) -> String {
 /// The URL at a JSON pointer.
 fn url_at(body: &Value, pointer: &str) -> Result<Url, BackendError> {
     let text = text(body, pointer)?;
-    Url::parse(text).map_err(|e| BackendError::Protocol(format!("{pointer} {text:?}: {e}")))
+    Url::parse(text)
+        .map_err(|e| BackendError::Protocol(format!("{pointer} {}: {e}", short(&text.into()))))
 }
 
 /// A provider's answer, cut for an error message, with what may be a credential left out:

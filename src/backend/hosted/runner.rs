@@ -109,9 +109,10 @@ impl Output {
                 .map_err(|e| BackendError::Protocol(format!("a data URI output: {e}")))?;
             return Ok(Output::Inline(data));
         }
-        Url::parse(value)
-            .map(Output::Url)
-            .map_err(|e| BackendError::Protocol(format!("output {value:?} is not a URL: {e}")))
+        Url::parse(value).map(Output::Url).map_err(|e| {
+            let value = super::short(&value.into());
+            BackendError::Protocol(format!("output {value} is not a URL: {e}"))
+        })
     }
 }
 

@@ -37,11 +37,14 @@ pub fn fields(_model: &str) -> Fields {
 }
 
 /// The `data` of an answer, refusing an answer whose own `code` says it failed.
-pub fn data(mut body: Value) -> Result<Value, BackendError> {
+fn data(mut body: Value) -> Result<Value, BackendError> {
     match body.get("code").filter(|code| code.is_number()) {
         Some(code) if code.as_f64() != Some(200.0) => {
-            // An error body like those of failed requests: say it the same way.
-            let message = provider_message(&body.to_string());
+            // An error body like those of failed requests: say it the same way, or show
+            // it where its message is empty.
+            let message = Some(provider_message(&body.to_string()))
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| short(&body));
             Err(match code.as_u64().and_then(|c| u16::try_from(c).ok()) {
                 Some(status @ 100..=599) => BackendError::Http { status, message },
                 _ => BackendError::Protocol(format!("code {code}: {message}")),
