@@ -124,3 +124,66 @@ fn the_range_of_the_caps_is_undone_for_the_model_and_the_colorimetry_is_kept() {
         "bt2100-pq"
     );
 }
+
+/// The first sample of a frame of `format`, at the format's own depth.
+fn first_sample(format: &str, data: &[u8]) -> u32 {
+    let word = u16::from_le_bytes([data[0], data[1]]) as u32;
+    match format {
+        // Samples in the high bits of the word.
+        "P010_10LE" => word >> 6,
+        "P012_LE" => word >> 4,
+        // Y0 in bits 10-19 of the first 32-bit word (Cb0 Y0 Cr0).
+        "v210" => (u32::from_le_bytes([data[0], data[1], data[2], data[3]]) >> 10) & 0x3ff,
+        _ => word,
+    }
+}
+
+#[test]
+fn deep_formats_are_blended_at_their_own_depth() {
+    // W=5, O=2 over 8 frames: window 0 on [0, 5), the last window on [3, 8). Frames 3 and
+    // 4 mix the two windows' edits with weights 1/3 and 2/3.
+    for format in [
+        "I420_10LE",
+        "I422_10LE",
+        "Y444_10LE",
+        "P010_10LE",
+        "v210",
+        "I420_12LE",
+        "P012_LE",
+    ] {
+        let editor = Editor::tint(|window| {
+            if window == 0 {
+                [200, 40, 90]
+            } else {
+                [30, 220, 160]
+            }
+        });
+        let e = element(editor, 5, 2);
+        let (mut h, info) = harness(&e, video_caps(format, 48, 16));
+        for n in 0..8 {
+            h.push(frame(&info, n, 0)).unwrap();
+        }
+        h.push_event(gst::event::Eos::new());
+        let out = pull_all(&mut h);
+        assert_eq!(out.len(), 8, "{format}");
+        let samples: Vec<u32> = out
+            .iter()
+            .map(|b| first_sample(format, &b.map_readable().unwrap()))
+            .collect();
+        let (a, b) = (samples[0] as f64, samples[7] as f64);
+        assert!(
+            (a - b).abs() > 100.0,
+            "{format}: the two edits differ: {samples:?}"
+        );
+        for (n, weight) in [(3, 1.0 / 3.0), (4, 2.0 / 3.0)] {
+            let exact = (1.0 - weight) * a + weight * b;
+            assert!(
+                (samples[n] as f64 - exact).abs() <= 1.0,
+                "{format}: frame {n} is {}, the mix at full depth is {exact}: {samples:?}",
+                samples[n]
+            );
+        }
+        assert!(samples[..3].iter().all(|&s| s == samples[0]), "{format}");
+        assert!(samples[5..].iter().all(|&s| s == samples[7]), "{format}");
+    }
+}

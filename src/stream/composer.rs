@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use gst_video::VideoMeta;
 
-use super::blend::{BlendMode, blend_into};
+use super::blend::{BlendMode, Samples, blend};
 use super::planner::Window;
 
 enum Item {
@@ -49,7 +49,7 @@ pub struct Composer {
     /// Windows planned and not yet applied, in order.
     planned: VecDeque<Window>,
     /// Edited frames of windows that finished before an earlier window.
-    finished: BTreeMap<u64, Vec<gst::Buffer>>,
+    finished: BTreeMap<u64, (Vec<gst::Buffer>, Samples)>,
     /// Composed pictures of frames still in the queue, in the output's default layout.
     pictures: BTreeMap<u64, gst::Buffer>,
     /// End of the frames the applied windows cover.
@@ -92,20 +92,22 @@ impl Composer {
     }
 
     /// Stores a window's edited frames (one per input frame, in the output's default
-    /// layout) and applies every window that can now be applied in order.
+    /// layout, whose samples are stored as `samples` says) and applies every window that
+    /// can now be applied in order.
     pub fn finish(
         &mut self,
         index: u64,
         frames: Vec<gst::Buffer>,
+        samples: Samples,
         mode: BlendMode,
     ) -> Result<(), ComposeError> {
-        self.finished.insert(index, frames);
+        self.finished.insert(index, (frames, samples));
         while let Some(window) = self.planned.front().copied() {
-            let Some(frames) = self.finished.remove(&window.index) else {
+            let Some((frames, samples)) = self.finished.remove(&window.index) else {
                 break;
             };
             self.planned.pop_front();
-            self.apply(window, frames, mode)?;
+            self.apply(window, frames, samples, mode)?;
         }
         Ok(())
     }
@@ -114,6 +116,7 @@ impl Composer {
         &mut self,
         window: Window,
         frames: Vec<gst::Buffer>,
+        samples: Samples,
         mode: BlendMode,
     ) -> Result<(), ComposeError> {
         if frames.len() as u64 != window.len {
@@ -140,7 +143,7 @@ impl Composer {
                             expected: dst.len(),
                         });
                     }
-                    blend_into(&mut dst, &src, weight);
+                    blend(&mut dst, &src, weight, samples);
                 }
                 _ => {
                     self.pictures.insert(number, edited);
@@ -237,9 +240,11 @@ mod tests {
         };
         assert_eq!(c.plan(w0).len(), 3);
         assert_eq!(c.plan(w1).len(), 3);
-        c.finish(1, vec![frame(200); 3], BlendMode::Linear).unwrap();
+        c.finish(1, vec![frame(200); 3], Samples::U8, BlendMode::Linear)
+            .unwrap();
         assert!(c.pop_ready(5).is_none(), "window 0 is not done");
-        c.finish(0, vec![frame(100); 3], BlendMode::Linear).unwrap();
+        c.finish(0, vec![frame(100); 3], Samples::U8, BlendMode::Linear)
+            .unwrap();
         let out: Vec<_> = std::iter::from_fn(|| c.pop_ready(5))
             .map(first_byte)
             .collect();
@@ -259,7 +264,8 @@ mod tests {
             start: 0,
             len: 1,
         });
-        c.finish(0, vec![frame(7)], BlendMode::Cut).unwrap();
+        c.finish(0, vec![frame(7)], Samples::U8, BlendMode::Cut)
+            .unwrap();
         assert!(c.pop_ready(0).is_none());
         assert_eq!(first_byte(c.pop_ready(1).unwrap()), (0, 7));
         assert!(matches!(c.pop_ready(1), Some(Output::Event(_))));
@@ -275,7 +281,9 @@ mod tests {
             start: 0,
             len: 1,
         });
-        let err = c.finish(0, vec![], BlendMode::Linear).unwrap_err();
+        let err = c
+            .finish(0, vec![], Samples::U8, BlendMode::Linear)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "window 0 has 0 edited frames for 1 input frames"

@@ -19,6 +19,7 @@ use super::properties;
 use super::settings::Settings;
 use super::state::{Run, State};
 use crate::backend::{Backend, BackendConfig, BackendKind, Size};
+use crate::stream::blend::Samples;
 use crate::stream::geometry::choose_size;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -128,6 +129,17 @@ impl WanEdit {
             return Err(gst::FlowError::NotNegotiated);
         }
         let info = VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+        let Some(samples) = Samples::for_format(info.format()) else {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                (
+                    "wanedit cannot blend {:?} video: put videoconvert in front",
+                    info.format()
+                )
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
         self.finish_run(self.state.lock().unwrap())?;
         let mut guard = self.state.lock().unwrap();
         let state = stream_state(&mut guard)?;
@@ -147,6 +159,7 @@ impl WanEdit {
             planner: state.windowing.planner(origin, first_index),
             send_size,
             scaled: Default::default(),
+            samples,
         });
         Ok(())
     }

@@ -44,6 +44,16 @@ pub const FORMATS: &[VideoFormat] = &[
     VideoFormat::Xrgb,
     VideoFormat::Xbgr,
     VideoFormat::Gray8,
+    // Broadcast and post-production: 10 and 12 bits, blended at their own depth.
+    VideoFormat::P01010le,
+    VideoFormat::I42010le,
+    VideoFormat::I42210le,
+    VideoFormat::Y44410le,
+    VideoFormat::V210,
+    VideoFormat::P012Le,
+    VideoFormat::I42012le,
+    VideoFormat::I42212le,
+    VideoFormat::Y44412le,
 ];
 
 glib::wrapper! {

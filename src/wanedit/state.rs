@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gst_video::VideoInfo;
 
 use crate::backend::{Backend, Capabilities, Size};
+use crate::stream::blend::Samples;
 use crate::stream::composer::Composer;
 use crate::stream::planner::WindowPlanner;
 use crate::stream::scaled::ScaledFrames;
@@ -18,6 +19,8 @@ pub struct Run {
     pub send_size: Size,
     /// Frames scaled to `send_size`, held for the next window that shares them.
     pub scaled: ScaledFrames,
+    /// How the stream's format stores its samples, for blending.
+    pub samples: Samples,
 }
 
 /// The window geometry, fixed from READY->PAUSED on (where it was checked against the

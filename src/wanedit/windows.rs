@@ -8,6 +8,7 @@ use super::imp::{Guard, WanEdit, stream_state};
 use super::job::{Job, JobOutcome};
 use super::message::{WindowReporter, WindowState};
 use crate::backend::{self, WindowId};
+use crate::stream::blend::Samples;
 use crate::stream::planner::Window;
 
 impl WanEdit {
@@ -40,6 +41,7 @@ impl WanEdit {
             .as_mut()
             .expect("windows are planned only with caps");
         let scaled = run.scaled.for_window(window.start, window.end(), keep_from);
+        let samples = run.samples;
         let id = WindowId {
             index: window.index,
             first_pts: inputs.first().and_then(|b| b.pts()),
@@ -73,7 +75,9 @@ impl WanEdit {
             reports.post(WindowState::Queued, 1, None);
             let (attempt, outcome) = job.run().await;
             if let Some(element) = element.upgrade() {
-                element.imp().deliver(epoch, &reports, attempt, outcome);
+                element
+                    .imp()
+                    .deliver(epoch, &reports, samples, attempt, outcome);
             }
         });
         state.jobs.insert(window.index, task.abort_handle());
@@ -96,6 +100,7 @@ impl WanEdit {
         &self,
         epoch: u64,
         reports: &WindowReporter,
+        samples: Samples,
         attempt: u32,
         outcome: JobOutcome,
     ) {
@@ -144,7 +149,7 @@ impl WanEdit {
             return;
         };
         state.jobs.remove(&id.index);
-        let composed = state.composer.finish(id.index, frames, blend);
+        let composed = state.composer.finish(id.index, frames, samples, blend);
         drop(guard);
         self.changed.notify_all();
         if let Err(e) = composed {
