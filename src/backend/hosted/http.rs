@@ -534,6 +534,8 @@ pub fn provider_message(text: &str) -> String {
         }
         _ => None,
     };
+    // An empty message says nothing: the body then speaks for itself.
+    let message = message.filter(|m| !m.trim().is_empty());
     clip(&message.unwrap_or_else(|| text.trim().to_owned()))
 }
 
@@ -563,7 +565,8 @@ fn detail_text(detail: &Value) -> Option<String> {
     }
 }
 
-fn clip(text: &str) -> String {
+/// `text` cut to `MESSAGE_LIMIT` characters.
+pub fn clip(text: &str) -> String {
     match text.char_indices().nth(MESSAGE_LIMIT) {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text.to_owned(),

@@ -71,6 +71,9 @@ fn make(factory: &str) -> Result<gst::Element, MediaError> {
     })
 }
 
+/// Frames queued in front of the encoder at most.
+const ENCODE_QUEUE_FRAMES: u64 = 4;
+
 /// Encodes frames, all of one size, as H.264 (High profile, yuv420p) in MP4; frame `i`
 /// stands at `i / frame_rate`.
 pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<u8>, MediaError> {
@@ -88,6 +91,9 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
         .format(gst::Format::Time)
         .max_bytes(0)
         .build();
+    // Frames wait for the encoder a few at a time: a whole window of copies queued in
+    // front of x264 would double what an edit holds.
+    let queued_bytes = ENCODE_QUEUE_FRAMES * info.size() as u64;
     let convert = make("videoconvert")?;
     let yuv = gst::ElementFactory::make("capsfilter")
         .property(
@@ -144,6 +150,7 @@ pub fn encode_mp4(frames: &[RgbFrame], frame_rate: gst::Fraction) -> Result<Vec<
             buffer.set_pts(frame_time(i as u64, frame_rate));
             buffer.set_duration(frame_duration);
         }
+        run.wait_below(&src, queued_bytes)?;
         src.push_buffer(buffer)
             .map_err(|e| MediaError::new(format!("encoder refused a frame: {e:?}")))?;
     }
@@ -455,6 +462,28 @@ impl<'a> Running<'a> {
             }
             None
         })
+    }
+
+    /// Waits until `src` holds less than `bytes`, or the pipeline fails or stalls.
+    fn wait_below(&self, src: &gst_app::AppSrc, bytes: u64) -> Result<(), MediaError> {
+        let bus = self.0.bus().expect("a pipeline has a bus");
+        let poll = gst::ClockTime::from_mseconds(5);
+        let mut waited = gst::ClockTime::ZERO;
+        while src.current_level_bytes() >= bytes {
+            if let Some(message) = bus.timed_pop_filtered(poll, &[gst::MessageType::Error]) {
+                let gst::MessageView::Error(e) = message.view() else {
+                    unreachable!("filtered on errors");
+                };
+                return Err(MediaError::new(format!("encoding failed: {}", e.error())));
+            }
+            waited += poll;
+            if waited > PIPELINE_TIMEOUT {
+                return Err(MediaError::new(format!(
+                    "the encoder took no frame within {PIPELINE_TIMEOUT}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn error_or(&self, fallback: &str) -> MediaError {

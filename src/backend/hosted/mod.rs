@@ -311,11 +311,13 @@ fn text<'a>(body: &'a Value, pointer: &str) -> Result<&'a str, BackendError> {
     })
 }
 
-/// A provider's error value as text: a string as it is, anything else as its JSON.
+/// A provider's error value as text, cut short: a string as it is, anything else as its
+/// JSON without what may be a credential.
 fn error_text(error: &Value) -> String {
-    error
-        .as_str()
-        .map_or_else(|| error.to_string(), str::to_owned)
+    match error.as_str() {
+        Some(text) => http::clip(text),
+        None => short(error),
+    }
 }
 
 /// The URL at a JSON pointer.

@@ -102,7 +102,10 @@ impl Fault {
 
     /// A transient status with a body of the kind gateways send.
     pub fn status(status: u16) -> Self {
-        Self::new(status, format!("{{\"detail\": \"transient fault {status}\"}}"))
+        Self::new(
+            status,
+            format!("{{\"detail\": \"transient fault {status}\"}}"),
+        )
     }
 
     /// The connection closed with no answer.
@@ -225,7 +228,9 @@ impl Chaos {
         let mut pick = || self.next();
         let (name, fault) = match (route, pick() % 11) {
             // A create is only ever refused in ways that say it was not acted on.
-            (Route::Create, n) if n % 2 == 0 => ("429", Fault::status(429).header("retry-after-ms", "100")),
+            (Route::Create, n) if n % 2 == 0 => {
+                ("429", Fault::status(429).header("retry-after-ms", "100"))
+            }
             (Route::Create, _) => ("503-create", Fault::status(503)),
             (_, 0) => ("408", Fault::status(408)),
             (_, 1) => ("425", Fault::status(425)),
@@ -455,7 +460,8 @@ impl Mock {
         self.forget_old();
         let id = self.id("job");
         let every = self.fail_every.load(Ordering::SeqCst);
-        let fails = every > 0 && (self.jobs_created.fetch_add(1, Ordering::SeqCst) + 1) % every == 0;
+        let created = self.jobs_created.fetch_add(1, Ordering::SeqCst) + 1;
+        let fails = every > 0 && created.is_multiple_of(every);
         if fails {
             self.jobs_failed.fetch_add(1, Ordering::SeqCst);
         }
@@ -578,10 +584,9 @@ async fn truncated_reply(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let data = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let half = data.slice(..data.len() / 2);
-    parts.headers.insert(
-        "content-length",
-        data.len().to_string().parse().unwrap(),
-    );
+    parts
+        .headers
+        .insert("content-length", data.len().to_string().parse().unwrap());
     // The cut comes a moment later, so that the head and the half are on the wire.
     let cut = futures::stream::once(async { Ok(half) }).chain(futures::stream::once(async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1049,7 +1054,10 @@ async fn cog(mock: &Mock, request: Request<'_>) -> Response {
                 "READY" if mock.running.load(Ordering::SeqCst) > 0 => "BUSY",
                 status => status,
             };
-            json_reply(200, json!({"status": status, "setup": {"status": "succeeded"}}))
+            json_reply(
+                200,
+                json!({"status": status, "setup": {"status": "succeeded"}}),
+            )
         }
         Route::Create => {
             let id = last_segment(request.path, 0);
