@@ -7,29 +7,38 @@
 mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gstwanedit::stream::blend::blend_into;
+use gstwanedit::stream::blend::{Samples, blend};
 
 const FORMATS: [(&str, i32, i32); 2] = [("I420", 1920, 1080), ("RGBA", 1920, 1080)];
 
-fn frame_size(format: &str, w: i32, h: i32) -> usize {
+/// Two 8-bit formats, 10-bit samples in 16-bit words, and v210's 10-bit samples in
+/// 32-bit words.
+const BLEND_FORMATS: [(&str, i32, i32); 4] = [
+    ("I420", 1920, 1080),
+    ("RGBA", 1920, 1080),
+    ("P010_10LE", 1920, 1080),
+    ("v210", 1920, 1080),
+];
+
+fn video_info(format: &str, w: i32, h: i32) -> gst_video::VideoInfo {
     support::init();
-    gst_video::VideoInfo::from_caps(&support::video_caps(format, w, h))
-        .unwrap()
-        .size()
+    gst_video::VideoInfo::from_caps(&support::video_caps(format, w, h)).unwrap()
 }
 
-fn blend(c: &mut Criterion) {
+fn blend_frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("blend-1080p");
     g.throughput(Throughput::Elements(1));
-    for (format, w, h) in FORMATS {
-        let size = frame_size(format, w, h);
+    for (format, w, h) in BLEND_FORMATS {
+        let info = video_info(format, w, h);
+        let samples = Samples::for_format(info.format()).unwrap();
+        let size = info.size();
         let src: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
         let mut dst: Vec<u8> = (0..size).map(|i| (i * 13) as u8).collect();
         g.bench_function(BenchmarkId::new("memcpy", format), |b| {
             b.iter(|| dst.copy_from_slice(std::hint::black_box(&src)))
         });
         g.bench_function(BenchmarkId::new("blend", format), |b| {
-            b.iter(|| blend_into(&mut dst, std::hint::black_box(&src), 0.37))
+            b.iter(|| blend(&mut dst, std::hint::black_box(&src), 0.37, samples))
         });
     }
     g.finish();
@@ -73,5 +82,5 @@ fn element(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, blend, element);
+criterion_group!(benches, blend_frames, element);
 criterion_main!(benches);

@@ -580,14 +580,17 @@ mod tests {
 
     #[test]
     fn v210_blend_is_within_half_a_step_for_every_pair_of_samples() {
-        // The first two fields of the words go through every pair of 10-bit samples.
-        let word = |a: u32, b: u32, c: u32| (a | b << 10 | c << 20).to_le_bytes();
-        let dst: Vec<u8> = (0..1u32 << 20)
-            .flat_map(|i| word(i & 0x3ff, i >> 10, (i * 7) & 0x3ff))
-            .collect();
-        let src: Vec<u8> = (0..1u32 << 20)
-            .flat_map(|i| word(i >> 10, i & 0x3ff, (i * 13) & 0x3ff))
-            .collect();
+        // Field `f` of word `i` holds pair `3 * i + f`, the samples being its two 10-bit
+        // halves, so that the words go through every pair once.
+        let words = |sample: fn(u32) -> u32| -> Vec<u8> {
+            (0..(1u32 << 20).div_ceil(3))
+                .flat_map(|i| {
+                    let field = |f: u32| sample((3 * i + f) & 0xf_ffff) << (10 * f);
+                    (field(0) | field(1) | field(2)).to_le_bytes()
+                })
+                .collect()
+        };
+        let (dst, src) = (words(|pair| pair & 0x3ff), words(|pair| pair >> 10));
         for weight in WEIGHTS {
             check_blend(&dst, &src, weight, Samples::V210);
         }
@@ -596,10 +599,10 @@ mod tests {
     #[test]
     fn v210_bits_30_and_31_stay_zero() {
         let dst: Vec<u8> = (0..64u32)
-            .flat_map(|i| (i * 0x0123_4567).to_le_bytes())
+            .flat_map(|i| i.wrapping_mul(0x0123_4567).to_le_bytes())
             .collect();
         let src: Vec<u8> = (0..64u32)
-            .flat_map(|i| (i * 0x89ab_cdef).to_le_bytes())
+            .flat_map(|i| i.wrapping_mul(0x89ab_cdef).to_le_bytes())
             .collect();
         let mut r = dst.clone();
         blend_into_v210(&mut r, &src, 0.37);
@@ -685,7 +688,7 @@ mod tests {
         }
     }
 
-    /// A 128x128 `format` frame, one buffer per plane with room to spare, from random
+    /// A frame as `info` says, one buffer per plane with room to spare, from random
     /// bytes packed by GStreamer so that it only holds values the format can hold.
     fn random_frame(info: &gst_video::VideoInfo, seed: u64) -> Vec<Vec<u8>> {
         use rand::{Rng, SeedableRng};
@@ -775,7 +778,7 @@ mod tests {
             let Some(samples) = Samples::for_format(format) else {
                 continue;
             };
-            let info = gst_video::VideoInfo::builder(format, 128, 128)
+            let info = gst_video::VideoInfo::builder(format, 64, 32)
                 .build()
                 .unwrap();
             if info
