@@ -106,15 +106,21 @@ impl WindowReporter {
         }
     }
 
-    /// The report of `state`, with the current attempt's job id.
-    pub fn message(&self, state: WindowState, attempt: u32, error: Option<&str>) -> gst::Message {
-        self.report(state, attempt, None, error)
+    /// The report of `state` from `element`, with the current attempt's job id.
+    pub fn message(
+        &self,
+        element: &gst::Element,
+        state: WindowState,
+        attempt: u32,
+        error: Option<&str>,
+    ) -> gst::Message {
+        self.report(element, state, attempt, None, error)
     }
 
     /// Posts `message(state, attempt, error)`, unless the element is gone.
     pub fn post(&self, state: WindowState, attempt: u32, error: Option<&str>) {
         if let Some(element) = self.element.upgrade() {
-            let _ = element.post_message(self.message(state, attempt, error));
+            let _ = element.post_message(self.message(&element, state, attempt, error));
         }
     }
 
@@ -133,12 +139,13 @@ impl WindowReporter {
                 }
                 JobUpdate::Running { progress } => (WindowState::Running, progress),
             };
-            let _ = element.post_message(this.report(state, attempt, progress, None));
+            let _ = element.post_message(this.report(&element, state, attempt, progress, None));
         })
     }
 
     fn report(
         &self,
+        element: &gst::Element,
         state: WindowState,
         attempt: u32,
         progress: Option<f64>,
@@ -155,9 +162,6 @@ impl WindowReporter {
             error,
             since: self.since,
         };
-        match self.element.upgrade() {
-            Some(element) => report.message(&element),
-            None => gst::message::Element::builder(report.structure()).build(),
-        }
+        report.message(element)
     }
 }

@@ -124,14 +124,24 @@ impl WanEdit {
         };
         let frames = match outcome {
             JobOutcome::Edited(frames) => {
-                self.post(vec![reports.message(WindowState::Done, attempt, None)]);
+                self.post(vec![reports.message(
+                    self.obj().upcast_ref(),
+                    WindowState::Done,
+                    attempt,
+                    None,
+                )]);
                 frames
             }
             JobOutcome::PassedThrough { frames, cause } => {
                 let cause = cause.to_string();
                 let text = format!("{}; passing its original frames through", failure(&cause));
                 self.post(vec![
-                    reports.message(WindowState::Failed, attempt, Some(&cause)),
+                    reports.message(
+                        self.obj().upcast_ref(),
+                        WindowState::Failed,
+                        attempt,
+                        Some(&cause),
+                    ),
                     gst::message::Warning::builder(gst::StreamError::Failed, &text)
                         .src(&*self.obj())
                         .build(),
@@ -181,7 +191,12 @@ impl WanEdit {
         }
         self.changed.notify_all();
         self.post(vec![
-            reports.message(WindowState::Failed, attempt, Some(cause)),
+            reports.message(
+                self.obj().upcast_ref(),
+                WindowState::Failed,
+                attempt,
+                Some(cause),
+            ),
             gst::message::Error::builder(gst::StreamError::Failed, error)
                 .src(&*self.obj())
                 .build(),

@@ -271,7 +271,7 @@ impl Http {
     async fn attempt(&self, call: &Call) -> Result<String, Failed> {
         let repeatable = call.kind != Kind::Create;
         let timeout = (!call.until_done).then_some(self.pacing.request_timeout);
-        let response = match self.within(timeout, self.send_once(call)).await {
+        let response = match within(timeout, self.send_once(call)).await {
             Ok(Ok(response)) => response,
             // Nothing reached the server: any request may go again.
             Ok(Err(e)) if e.is_connect() => {
@@ -302,47 +302,26 @@ impl Http {
         }
         // Cog answers with the clip inline, as base64 (4/3 of its size) in JSON.
         let cap = self.max_output_bytes.saturating_mul(2);
-        let body = self
-            .read_body(response, cap, timeout)
-            .await
-            .map_err(|failed| match failed.retry {
-                Retry::After(_) => Failed::lost(failed.error, repeatable),
-                Retry::No => failed,
-            })?;
+        let body = self.read_body(response, cap, timeout, repeatable).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// `future`, abandoned as a stalled request after `timeout`.
-    async fn within<T>(
-        &self,
-        timeout: Option<Duration>,
-        future: impl Future<Output = T>,
-    ) -> Result<T, BackendError> {
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, future).await.map_err(|_| {
-                BackendError::Transport(format!(
-                    "no answer within {} s (the request stalled)",
-                    limit.as_secs_f64()
-                ))
-            }),
-            None => Ok(future.await),
-        }
-    }
-
     /// Reads a body to its end, refusing more than `cap` bytes; a stall of more than
-    /// `timeout` between two pieces, or a connection that ends early, is a lost answer.
+    /// `timeout` between two pieces, or a connection that ends early, is a lost answer
+    /// (sent again if `repeatable`).
     async fn read_body(
         &self,
         mut response: reqwest::Response,
         cap: u64,
         timeout: Option<Duration>,
+        repeatable: bool,
     ) -> Result<Vec<u8>, Failed> {
         let too_big = |size: u64| {
             Failed::no_retry(BackendError::Output(format!(
                 "the answer is {size} bytes or more, over the {cap} byte cap"
             )))
         };
-        let lost = |error| Failed::retry(error, None);
+        let lost = |error| Failed::lost(error, repeatable);
         if let Some(length) = response.content_length()
             && length > cap
         {
@@ -350,8 +329,7 @@ impl Http {
         }
         let mut data = Vec::new();
         loop {
-            let chunk = self
-                .within(timeout, response.chunk())
+            let chunk = within(timeout, response.chunk())
                 .await
                 .map_err(lost)?
                 .map_err(|e| lost(transport_error(e)))?;
@@ -444,10 +422,9 @@ impl Http {
 
     async fn download_once(&self, url: &Url) -> Result<Vec<u8>, Failed> {
         let timeout = Some(self.pacing.request_timeout);
-        let lost = |error| Failed::retry(error, None);
+        let lost = |error| Failed::lost(error, true);
         // Outputs are capability URLs: they need no key, so they get none, wherever they are.
-        let response = self
-            .within(timeout, self.client.get(url.clone()).send())
+        let response = within(timeout, self.client.get(url.clone()).send())
             .await
             .map_err(lost)?
             .map_err(|e| lost(transport_error(e)))?;
@@ -476,8 +453,24 @@ impl Http {
                 )))
             });
         }
-        self.read_body(response, self.max_output_bytes, timeout)
+        self.read_body(response, self.max_output_bytes, timeout, true)
             .await
+    }
+}
+
+/// `future`, abandoned as a stalled request after `timeout`.
+async fn within<T>(
+    timeout: Option<Duration>,
+    future: impl Future<Output = T>,
+) -> Result<T, BackendError> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, future).await.map_err(|_| {
+            BackendError::Transport(format!(
+                "no answer within {} s (the request stalled)",
+                limit.as_secs_f64()
+            ))
+        }),
+        None => Ok(future.await),
     }
 }
 
