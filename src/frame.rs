@@ -65,28 +65,6 @@ pub struct ClipFrame {
     pub image: RgbFrame,
 }
 
-/// What a backend gives back. Its frames may have another rate, count or size than the
-/// request's: the element maps them to the window's frames by timestamp and scales them.
-#[derive(Debug, Clone, Default)]
-pub struct EditedClip {
-    pub frames: Vec<ClipFrame>,
-}
-
-impl EditedClip {
-    /// A clip whose frames stand at `i / frame_rate`, as a request's frames do.
-    pub fn at_rate(images: Vec<RgbFrame>, frame_rate: gst::Fraction) -> Self {
-        let frames = images
-            .into_iter()
-            .enumerate()
-            .map(|(i, image)| ClipFrame {
-                pts: frame_time(i as u64, frame_rate),
-                image,
-            })
-            .collect();
-        Self { frames }
-    }
-}
-
 /// The time of frame `i` at `frame_rate`.
 pub fn frame_time(i: u64, frame_rate: gst::Fraction) -> gst::ClockTime {
     let (num, den) = (frame_rate.numer() as u64, frame_rate.denom() as u64);

@@ -65,12 +65,12 @@ fn rgb_seen_by_the_backend(caps: gst::Caps, luma: u8) -> ([u8; 3], gst::Caps) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
     let editor = {
         let seen = seen.clone();
-        Editor::new(move |r| {
-            let f = &r.frames[0];
+        Editor::new(move |_, frames| {
+            let f = &frames[0];
             seen.lock()
                 .unwrap()
                 .get_or_insert(f.pixel(f.width / 2, f.height / 2));
-            Ok(r.frames.clone())
+            Ok(frames)
         })
     };
     let e = element(editor, 5, 1);

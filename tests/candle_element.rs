@@ -16,7 +16,7 @@ use gstwanedit::backend::candle::{CandleBackend, CandleSettings, DeviceSpec, Mod
 use gstwanedit::backend::runtime::runtime;
 use gstwanedit::backend::{
     self, BackendConfig, BackendKind, EditParams, EditRequest, JobReporter, JobUpdate, RgbFrame,
-    WindowId,
+    WindowFrames, WindowId,
 };
 use gstwanedit::wan::parity::CaseSpec;
 
@@ -349,7 +349,7 @@ fn flat_window(case: &str, params: EditParams, reporter: JobReporter) -> EditReq
             first_pts: None,
             frames: 5,
         },
-        frames: vec![frame; 5],
+        frames: WindowFrames::from_frames(vec![frame; 5]),
         frame_rate: gst::Fraction::new(16, 1),
         params,
         reporter,
@@ -378,9 +378,8 @@ fn a_seed_repeats_an_edit() {
         let clip = runtime()
             .block_on(backend.edit(flat_window(case, params, reporter)))
             .unwrap();
-        clip.frames
-            .into_iter()
-            .flat_map(|f| f.image.data)
+        clip.into_frames()
+            .flat_map(|f| f.unwrap().image.data)
             .collect::<Vec<u8>>()
     };
     let updates = Arc::new(Mutex::new(Vec::new()));
@@ -512,7 +511,7 @@ fn windows_of_one_backend_never_run_side_by_side() {
     drop(tx);
     for edit in [first, second] {
         let clip = runtime().block_on(edit).unwrap().unwrap();
-        assert_eq!(clip.frames.len(), 5);
+        assert_eq!(clip.into_frames().count(), 5);
     }
     let heard: Vec<Heard> = rx.iter().collect();
     let released_a = heard.iter().position(|h| *h == Heard::Released('a'));

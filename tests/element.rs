@@ -606,8 +606,8 @@ fn every_property_is_documented() {
 fn edited_frames_from_a_clip_of_another_rate_and_size_map_by_time() {
     // The backend answers with twice the frames at 32 fps and a quarter of the size:
     // window frame j (at j/16 s) takes clip frame 2j.
-    let mut editor = Editor::new(|r| {
-        Ok((0..r.frames.len() * 2)
+    let mut editor = Editor::new(|_, frames| {
+        Ok((0..frames.len() * 2)
             .map(|i| RgbFrame::filled(2, 2, [i as u8 * 10, 0, 0]))
             .collect())
     });
@@ -622,11 +622,11 @@ fn edited_frames_from_a_clip_of_another_rate_and_size_map_by_time() {
 
 #[test]
 fn a_panicking_backend_fails_its_window_instead_of_hanging() {
-    let editor = Editor::new(|r| {
+    let editor = Editor::new(|r, frames| {
         if r.window.index == 1 {
             panic!("index out of bounds in the model");
         }
-        Ok(r.frames.clone())
+        Ok(frames)
     });
     let e = element(editor, 5, 1);
     e.set_property_from_str("on-error", "passthrough");

@@ -13,8 +13,8 @@ use std::time::Duration;
 use gstwanedit::backend::hosted::Limits;
 use gstwanedit::backend::runtime::runtime;
 use gstwanedit::backend::{
-    Backend, BackendConfig, BackendError, BackendKind, EditParams, EditRequest, EditedClip,
-    JobReporter, RgbFrame, WindowId,
+    Backend, BackendConfig, BackendError, BackendKind, ClipFrame, EditParams, EditRequest,
+    JobReporter, RgbFrame, WindowFrames, WindowId,
 };
 use hosted::server::KEY;
 use hosted::{Fault, Kind, Mock, Output, Route, Seen};
@@ -49,9 +49,11 @@ fn request() -> EditRequest {
             first_pts: Some(gst::ClockTime::ZERO),
             frames: 33,
         },
-        frames: (0..33u8)
-            .map(|i| RgbFrame::filled(64, 48, [i * 7, 100, 200 - i * 5]))
-            .collect(),
+        frames: WindowFrames::from_frames(
+            (0..33u8)
+                .map(|i| RgbFrame::filled(64, 48, [i * 7, 100, 200 - i * 5]))
+                .collect(),
+        ),
         frame_rate: gst::Fraction::new(16, 1),
         params: EditParams {
             prompt: "invert it".into(),
@@ -61,13 +63,17 @@ fn request() -> EditRequest {
     }
 }
 
-fn edit(backend: &Arc<dyn Backend>) -> Result<EditedClip, BackendError> {
+/// The edited clip's frames, decoded.
+fn edit(backend: &Arc<dyn Backend>) -> Result<Vec<ClipFrame>, BackendError> {
     let edit = backend.edit(request());
-    runtime().block_on(async {
-        tokio::time::timeout(Duration::from_secs(120), edit)
-            .await
-            .expect("no edit takes two minutes against a loopback server")
-    })
+    runtime()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(120), edit)
+                .await
+                .expect("no edit takes two minutes against a loopback server")
+        })?
+        .into_frames()
+        .collect()
 }
 
 /// Waits (boundedly) until the server has seen `count` requests for `route`.
@@ -121,16 +127,10 @@ fn a_good_edit_returns_the_providers_clip_as_it_came() {
     let mock = Mock::start(Kind::Replicate);
     let clip = edit(&backend(&mock)).unwrap();
     // 33 frames at 16 fps last 2.0625 s: at 24 fps that is 50 frames, at half the size.
-    assert_eq!(clip.frames.len(), 50);
-    assert_eq!(
-        (clip.frames[0].image.width, clip.frames[0].image.height),
-        (32, 24)
-    );
-    assert_eq!(
-        clip.frames[3].pts,
-        gst::ClockTime::from_nseconds(125_000_000)
-    );
-    let first = clip.frames[0].image.pixel(10, 10);
+    assert_eq!(clip.len(), 50);
+    assert_eq!((clip[0].image.width, clip[0].image.height), (32, 24));
+    assert_eq!(clip[3].pts, gst::ClockTime::from_nseconds(125_000_000));
+    let first = clip[0].image.pixel(10, 10);
     assert!(first[1].abs_diff(155) <= 6, "inverted: {first:?}");
 }
 
@@ -332,7 +332,7 @@ fn a_busy_cog_server_is_asked_again() {
     let backend = gstwanedit::backend::create(&config).unwrap();
     assert_eq!(backend.name(), "cog");
     let clip = edit(&backend).unwrap();
-    assert_eq!(clip.frames.len(), 50);
+    assert_eq!(clip.len(), 50);
     assert_eq!(mock.count(Route::Create), 2);
     assert!(mock.seen().iter().all(|s| s.authorization.is_none()));
 }

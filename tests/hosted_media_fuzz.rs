@@ -23,7 +23,7 @@ const MAX_ERROR: usize = 1000;
 fn decode(data: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
     let (done, result) = mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let _ = done.send(media::decode_mp4(data));
+        let _ = done.send(media::decode_mp4(data).and_then(Iterator::collect));
     });
     match result.recv_timeout(DECODE_TIMEOUT) {
         Ok(result) => result,
@@ -96,7 +96,11 @@ static CLIP: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let frames: Vec<RgbFrame> = (0..9u8)
         .map(|i| RgbFrame::filled(64, 48, [i * 20, 128, 255 - i * 20]))
         .collect();
-    media::encode_mp4(&frames, gst::Fraction::new(16, 1)).unwrap()
+    media::encode_mp4(
+        frames.iter().cloned().map(Ok::<_, media::MediaError>),
+        gst::Fraction::new(16, 1),
+    )
+    .unwrap()
 });
 
 /// A good clip with its moov box last, and B-frames, as ffmpeg writes by default. (A
@@ -195,7 +199,11 @@ fn frames_of_a_pixel_are_refused() {
         "the clip's frames are 1x1: frames under 16x16 are no edit of a window"
     );
     let smallest = vec![RgbFrame::filled(MIN_SIDE, MIN_SIDE, [1, 2, 3]); 3];
-    let mp4 = media::encode_mp4(&smallest, gst::Fraction::new(16, 1)).unwrap();
+    let mp4 = media::encode_mp4(
+        smallest.iter().cloned().map(Ok::<_, media::MediaError>),
+        gst::Fraction::new(16, 1),
+    )
+    .unwrap();
     assert_eq!(decode(mp4).unwrap().len(), 3);
 }
 

@@ -23,6 +23,9 @@ pub enum BackendError {
     /// The edited clip could not be used (truncated MP4, too large, no frames).
     #[error("unusable output: {0}")]
     Output(String),
+    /// The element could not make the window's frames for the backend (scaling failed).
+    #[error("the window's frames could not be made: {0}")]
+    Frames(String),
     /// The in-process model failed.
     #[error("model error: {0}")]
     Model(String),

@@ -7,6 +7,7 @@
 mod auto;
 pub mod candle;
 mod error;
+mod frames;
 pub mod hosted;
 mod report;
 pub mod retry;
@@ -19,8 +20,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use gst::glib;
 
-pub use crate::frame::{ClipFrame, EditedClip, RgbFrame, Size, frame_time};
+pub use crate::frame::{ClipFrame, RgbFrame, Size, frame_time};
 pub use error::{BackendError, ConfigError};
+pub use frames::{EditedClip, WindowFrames};
 pub use report::{JobReporter, JobUpdate};
 
 /// The model resolution class a window is edited at.
@@ -188,9 +190,9 @@ pub struct WindowId {
 /// One window to edit.
 pub struct EditRequest {
     pub window: WindowId,
-    /// The frames, all of the same size, already padded to an accepted length. Frame `i`
-    /// stands at `i / frame_rate` on the clip's timeline.
-    pub frames: Vec<RgbFrame>,
+    /// The frames, all of the same size, already padded to an accepted length, made as
+    /// they are taken. Frame `i` stands at `i / frame_rate` on the clip's timeline.
+    pub frames: WindowFrames,
     /// The rate the clip is sent at (16 fps, Wan's native rate): a window is W consecutive
     /// frames whatever the input rate.
     pub frame_rate: gst::Fraction,

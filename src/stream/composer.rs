@@ -73,6 +73,12 @@ impl Composer {
             .count()
     }
 
+    /// The oldest window planned and not yet applied: the frames of every window after it
+    /// wait for it, edited or not.
+    pub fn oldest_pending(&self) -> Option<u64> {
+        self.planned.front().map(|w| w.index)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -1,85 +1,116 @@
 //! Maps an edited clip back onto the window's frames by time, not by index.
 
-use crate::frame::{EditedClip, RgbFrame, frame_time};
+use crate::frame::{ClipFrame, RgbFrame, frame_time};
 
-/// For each of the window's `count` frames (frame `i` at `i / frame_rate`), the clip frame
-/// nearest in time; ties go to the earlier frame. The clip's timeline starts at its first
-/// frame, so a provider that starts its timestamps elsewhere maps the same way.
-///
-/// Returns `None` for a clip without frames.
-pub fn frames_by_time(
-    clip: &EditedClip,
+/// Maps a clip's frames, given in time order, to a window's `count` frames (frame `i` at
+/// `i / frame_rate`): each window frame gets the clip frame nearest in time, ties going
+/// to the earlier. The clip's timeline starts at its first frame, so a provider that
+/// starts its timestamps elsewhere maps the same way. At most one clip frame is held:
+/// a clip is mapped as it is decoded.
+pub struct ByTime {
     count: usize,
     frame_rate: gst::Fraction,
-) -> Option<Vec<&RgbFrame>> {
-    let first = clip.frames.iter().map(|f| f.pts).min()?;
-    let mut by_time: Vec<_> = clip
-        .frames
-        .iter()
-        .map(|f| (f.pts - first, &f.image))
-        .collect();
-    by_time.sort_by_key(|(t, _)| *t);
-    let mut k = 0;
-    Some(
-        (0..count as u64)
-            .map(|i| {
-                let t = frame_time(i, frame_rate);
-                while k + 1 < by_time.len() && by_time[k + 1].0.absdiff(t) < by_time[k].0.absdiff(t)
-                {
-                    k += 1;
+    origin: Option<gst::ClockTime>,
+    /// The window frame to map next.
+    next: usize,
+    /// The latest clip frame, on the clip's timeline.
+    held: Option<(gst::ClockTime, RgbFrame)>,
+}
+
+impl ByTime {
+    pub fn new(count: usize, frame_rate: gst::Fraction) -> Self {
+        Self {
+            count,
+            frame_rate,
+            origin: None,
+            next: 0,
+            held: None,
+        }
+    }
+
+    /// Takes the clip's next frame, and hands `map` the window frames whose nearest clip
+    /// frame is now known (in order, each by the clip frame it gets).
+    pub fn push<E>(
+        &mut self,
+        frame: ClipFrame,
+        mut map: impl FnMut(&RgbFrame) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let origin = *self.origin.get_or_insert(frame.pts);
+        let at = frame.pts.saturating_sub(origin);
+        if let Some((held_at, held)) = &self.held {
+            // Later window frames are nearer to the new clip frame once one is.
+            while self.next < self.count {
+                let t = frame_time(self.next as u64, self.frame_rate);
+                if at.absdiff(t) < held_at.absdiff(t) {
+                    break;
                 }
-                by_time[k].1
-            })
-            .collect(),
-    )
+                map(held)?;
+                self.next += 1;
+            }
+        }
+        self.held = Some((at, frame.image));
+        Ok(())
+    }
+
+    /// Ends the clip: the window frames left get its last frame. Returns whether the clip
+    /// had a frame at all (an empty one maps to nothing).
+    pub fn finish<E>(mut self, mut map: impl FnMut(&RgbFrame) -> Result<(), E>) -> Result<bool, E> {
+        let Some((_, last)) = self.held.take() else {
+            return Ok(false);
+        };
+        for _ in self.next..self.count {
+            map(&last)?;
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::ClipFrame;
 
-    fn clip(pts_ms: &[u64]) -> EditedClip {
-        EditedClip {
-            frames: pts_ms
-                .iter()
-                .enumerate()
-                .map(|(i, &ms)| ClipFrame {
-                    pts: gst::ClockTime::from_mseconds(ms),
-                    image: RgbFrame::filled(1, 1, [i as u8, 0, 0]),
-                })
-                .collect(),
+    /// The clip frame (by its number) each of `count` window frames at `fps` gets.
+    fn picked(pts_ms: &[u64], count: usize, fps: i32) -> Vec<u8> {
+        let mut by_time = ByTime::new(count, gst::Fraction::new(fps, 1));
+        let mut picked = Vec::new();
+        let mut map = |image: &RgbFrame| {
+            picked.push(image.data[0]);
+            Ok::<_, ()>(())
+        };
+        for (i, &ms) in pts_ms.iter().enumerate() {
+            let frame = ClipFrame {
+                pts: gst::ClockTime::from_mseconds(ms),
+                image: RgbFrame::filled(1, 1, [i as u8, 0, 0]),
+            };
+            by_time.push(frame, &mut map).unwrap();
         }
-    }
-
-    fn picked(clip: &EditedClip, count: usize, fps: i32) -> Vec<u8> {
-        frames_by_time(clip, count, gst::Fraction::new(fps, 1))
-            .unwrap()
-            .iter()
-            .map(|f| f.data[0])
-            .collect()
+        assert_eq!(by_time.finish(&mut map), Ok(!pts_ms.is_empty()));
+        picked
     }
 
     #[test]
     fn same_rate_maps_one_to_one() {
-        let c = clip(&[0, 100, 200, 300]);
-        assert_eq!(picked(&c, 4, 10), vec![0, 1, 2, 3]);
+        assert_eq!(picked(&[0, 100, 200, 300], 4, 10), [0, 1, 2, 3]);
     }
 
     #[test]
     fn double_rate_takes_every_other_frame() {
-        let c = clip(&[0, 50, 100, 150, 200, 250]);
-        assert_eq!(picked(&c, 3, 10), vec![0, 2, 4]);
+        assert_eq!(picked(&[0, 50, 100, 150, 200, 250], 3, 10), [0, 2, 4]);
     }
 
     #[test]
     fn half_rate_repeats_frames_and_short_clips_hold_the_last_frame() {
-        let c = clip(&[1000, 1200]);
-        assert_eq!(picked(&c, 5, 10), vec![0, 0, 1, 1, 1]);
+        assert_eq!(picked(&[1000, 1200], 5, 10), [0, 0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn ties_go_to_the_earlier_frame_and_extra_frames_are_left() {
+        // Window frames at 0, 100, 200 ms; clip frames at 0, 50, 150, 250, 300, 400 ms.
+        assert_eq!(picked(&[0, 50, 150, 250, 300, 400], 3, 10), [0, 1, 2]);
     }
 
     #[test]
     fn empty_clip_maps_to_nothing() {
-        assert!(frames_by_time(&EditedClip::default(), 3, gst::Fraction::new(16, 1)).is_none());
+        assert!(picked(&[], 3, 16).is_empty());
     }
 }

@@ -11,10 +11,12 @@ use gst_video::VideoInfo;
 use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
 use crate::backend::retry::backoff;
-use crate::backend::{Backend, BackendError, EditParams, EditRequest, Size, WindowId};
+use crate::backend::{
+    Backend, BackendError, EditParams, EditRequest, RgbFrame, Size, WindowFrames, WindowId,
+};
 use crate::stream::convert::{self, ConvertError, FromRgb, ToRgb};
 use crate::stream::scaled::ScaledFrame;
-use crate::stream::timing::frames_by_time;
+use crate::stream::timing::ByTime;
 
 /// Wan's native rate: a window goes to the model as consecutive frames at this rate,
 /// whatever the stream's rate (81 frames = 5.06 s).
@@ -104,10 +106,14 @@ impl Job {
     /// Edits the window, submitting it again (after a backoff) while it fails for a
     /// reason that may pass and retries are left. Returns the last attempt's number and
     /// the outcome.
-    pub async fn run(self) -> (u32, JobOutcome) {
+    pub async fn run(mut self) -> (u32, JobOutcome) {
+        // Only the first attempt takes the frames shared with the windows around: a frame
+        // is held scaled only as long as a window still to take it holds it, and a retry
+        // scales this window's frames again rather than have them held meanwhile.
+        let mut scaled = std::mem::take(&mut self.scaled);
         let mut attempt = 1;
         let edited = loop {
-            match self.attempt(attempt).await {
+            match self.attempt(attempt, std::mem::take(&mut scaled)).await {
                 Err(cause) if cause.may_pass() && attempt <= self.retries => {
                     self.reports
                         .post(WindowState::Retrying, attempt, Some(&cause.to_string()));
@@ -132,9 +138,13 @@ impl Job {
     }
 
     /// One submission of the window, within `timeout`.
-    async fn attempt(&self, attempt: u32) -> Result<Vec<gst::Buffer>, JobError> {
+    async fn attempt(
+        &self,
+        attempt: u32,
+        scaled: Vec<ScaledFrame>,
+    ) -> Result<Vec<gst::Buffer>, JobError> {
         // A panicking backend must not leave its window waiting forever.
-        let edit = AssertUnwindSafe(self.edit(attempt)).catch_unwind();
+        let edit = AssertUnwindSafe(self.edit(attempt, scaled)).catch_unwind();
         match tokio::time::timeout(self.timeout, edit).await {
             Ok(Ok(edited)) => edited,
             Ok(Err(panic)) => Err(JobError::Panic(panic_text(&*panic))),
@@ -142,46 +152,80 @@ impl Job {
         }
     }
 
-    /// Scales the window to the backend's geometry (each frame once, whichever of the
-    /// windows sharing it gets there first; a frame this window alone needed is scaled
-    /// again for a retry rather than held twice), edits it, and maps the clip back to the
-    /// window's frames.
-    async fn edit(&self, attempt: u32) -> Result<Vec<gst::Buffer>, JobError> {
-        let id = self.id;
-        let (inputs, info, scaled) = (self.inputs.clone(), self.info.clone(), self.scaled.clone());
-        let (send_size, padded_len, threads) =
-            (self.send_size, self.padded_len, self.converter_threads);
-        let frames = blocking(move || {
-            let to_rgb = ToRgb::new(&info, send_size, threads)?;
-            let mut frames = inputs
-                .iter()
-                .zip(&scaled)
-                .map(|(input, frame)| frame.get_or_scale(|| to_rgb.convert(input)))
-                .collect::<Result<Vec<_>, _>>()?;
-            if let Some(last) = frames.last().cloned() {
-                frames.resize(padded_len.max(frames.len()), last);
-            }
-            Ok(frames)
-        })
-        .await?;
+    /// Edits the window: its frames are scaled to the backend's geometry as the backend
+    /// takes them, and the clip's frames are mapped back to the window's frames and
+    /// scaled to the stream's format as they are decoded, so that the window is never
+    /// held whole at the model's size.
+    async fn edit(
+        &self,
+        attempt: u32,
+        scaled: Vec<ScaledFrame>,
+    ) -> Result<Vec<gst::Buffer>, JobError> {
         let request = EditRequest {
-            window: id,
-            frames,
+            window: self.id,
+            frames: self.frames(scaled),
             frame_rate: SEND_RATE,
             params: self.params.clone(),
             reporter: self.reports.job_reporter(attempt),
         };
         let clip = self.backend.edit(request).await?;
-        let out_info = self.info.clone();
+        let (count, out_info, threads) =
+            (self.id.frames, self.info.clone(), self.converter_threads);
         blocking(move || {
-            let images = frames_by_time(&clip, id.frames, SEND_RATE).ok_or(JobError::EmptyClip)?;
             let mut back = FromRgb::new(&out_info, threads);
-            Ok(images
-                .into_iter()
-                .map(|image| back.convert(image))
-                .collect::<Result<_, _>>()?)
+            let mut edited = Vec::with_capacity(count);
+            let mut by_time = ByTime::new(count, SEND_RATE);
+            let mut map = |image: &RgbFrame| {
+                edited.push(back.convert(image)?);
+                Ok::<_, JobError>(())
+            };
+            for frame in clip.into_frames() {
+                by_time.push(frame?, &mut map)?;
+            }
+            if !by_time.finish(&mut map)? {
+                return Err(JobError::EmptyClip);
+            }
+            Ok(edited)
         })
         .await
+    }
+
+    /// The window's frames at `send_size`, each scaled when the backend takes it (or
+    /// taken from `scaled` where a window sharing it scaled it already), the last repeated
+    /// up to `padded_len`.
+    fn frames(&self, scaled: Vec<ScaledFrame>) -> WindowFrames {
+        let (info, size, threads) = (self.info.clone(), self.send_size, self.converter_threads);
+        let mut inputs = self.inputs.clone().into_iter();
+        let mut scaled = scaled.into_iter();
+        let real = self.inputs.len();
+        let pads = self.padded_len > real;
+        let mut to_rgb = None;
+        let mut last = None;
+        WindowFrames::new(size, self.padded_len.max(real), move |i| {
+            if i >= real {
+                return last
+                    .clone()
+                    .ok_or_else(|| BackendError::Frames("a window without frames".into()));
+            }
+            let input = inputs.next().expect("one input per real frame");
+            let mut scale = || {
+                let to_rgb = match &mut to_rgb {
+                    Some(to_rgb) => to_rgb,
+                    None => to_rgb.insert(ToRgb::new(&info, size, threads)?),
+                };
+                to_rgb.convert(&input)
+            };
+            // Each shared frame is let go as soon as it is taken.
+            let frame = match scaled.next() {
+                Some(shared) => shared.get_or_scale(scale),
+                None => scale(),
+            }
+            .map_err(|e| BackendError::Frames(e.to_string()))?;
+            if pads && i + 1 == real {
+                last = Some(frame.clone());
+            }
+            Ok(frame)
+        })
     }
 }
 

@@ -12,10 +12,13 @@ use crate::stream::blend::Samples;
 use crate::stream::planner::Window;
 
 impl WanEdit {
-    /// Starts the job of a window, first waiting while the jobs in flight fill every slot
-    /// (this is the element's back-pressure). The window must already be planned with the
-    /// composer, in the same lock as the planner made it: else its frames could leave
-    /// while this waits.
+    /// Starts the job of a window, first waiting while the jobs in flight fill every slot,
+    /// or while the window is a full slot count ahead of the oldest window not yet output
+    /// (this is the element's back-pressure: behind a window that takes long, say one
+    /// being retried, the windows after it could otherwise finish, free their slots and
+    /// take in input, holding edited and input frames without bound). The window must
+    /// already be planned with the composer, in the same lock as the planner made it:
+    /// else its frames could leave while this waits.
     pub(super) fn submit<'a>(
         &'a self,
         mut guard: Guard<'a>,
@@ -28,7 +31,8 @@ impl WanEdit {
             state.flow()?;
             let slots =
                 (settings.max_in_flight as usize).min(state.capabilities.max_concurrency.max(1));
-            if state.jobs.len() < slots {
+            let oldest = state.composer.oldest_pending().unwrap_or(window.index);
+            if state.jobs.len() < slots && window.index < oldest + slots as u64 {
                 break;
             }
             guard = self.changed.wait(guard).unwrap();
@@ -79,6 +83,7 @@ impl WanEdit {
                     .imp()
                     .deliver(epoch, &reports, samples, attempt, outcome);
             }
+            give_back_freed_memory();
         });
         state.jobs.insert(window.index, task.abort_handle());
         drop(guard);
@@ -213,6 +218,19 @@ impl WanEdit {
             drop(self.submit(guard, window, inputs)?);
         }
         Ok(())
+    }
+}
+
+/// Hands the memory a window freed back to the system. A window passes through
+/// hundreds of frame-sized buffers on several threads; glibc keeps what they freed in each
+/// thread's arena (its threshold for giving large blocks their own mapping rises to the
+/// size of the blocks freed), so that over hours the process would hold the peak of every
+/// arena at once instead of what its windows hold now.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory, and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -41,7 +41,9 @@ pub struct Counters {
     pub dropped: AtomicUsize,
 }
 
-type EditFn = dyn Fn(&EditRequest) -> Result<Vec<RgbFrame>, BackendError> + Send + Sync;
+/// Edits a request's frames (taken from the request before the call).
+type EditFn =
+    dyn Fn(&EditRequest, Vec<RgbFrame>) -> Result<Vec<RgbFrame>, BackendError> + Send + Sync;
 
 /// A backend that edits with a closure, after an optional delay.
 #[derive(Clone)]
@@ -59,7 +61,10 @@ pub struct Editor {
 
 impl Editor {
     pub fn new(
-        edit: impl Fn(&EditRequest) -> Result<Vec<RgbFrame>, BackendError> + Send + Sync + 'static,
+        edit: impl Fn(&EditRequest, Vec<RgbFrame>) -> Result<Vec<RgbFrame>, BackendError>
+        + Send
+        + Sync
+        + 'static,
     ) -> Self {
         Self {
             sizes: vec![],
@@ -75,26 +80,26 @@ impl Editor {
 
     /// Paints every frame of window k the flat colour `colour(k)`.
     pub fn tint(colour: fn(u64) -> [u8; 3]) -> Self {
-        Self::new(move |r| {
-            let f = &r.frames[0];
+        Self::new(move |r, frames| {
+            let f = &frames[0];
             Ok(vec![
                 RgbFrame::filled(
                     f.width,
                     f.height,
                     colour(r.window.index)
                 );
-                r.frames.len()
+                frames.len()
             ])
         })
     }
 
     /// Gives the frames back untouched.
     pub fn identity() -> Self {
-        Self::new(|r| Ok(r.frames.clone()))
+        Self::new(|_, frames| Ok(frames))
     }
 
     pub fn failing(message: &'static str) -> Self {
-        Self::new(move |_| {
+        Self::new(move |_, _| {
             Err(BackendError::JobFailed {
                 job_id: "job-1".into(),
                 message: message.into(),
@@ -141,24 +146,27 @@ impl Backend for Editor {
         }
     }
 
-    fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
+    fn edit(
+        &self,
+        mut request: EditRequest,
+    ) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
         let this = self.clone();
         this.counters.started.fetch_add(1, Ordering::SeqCst);
         let guard = DropCount(this.counters.clone());
         async move {
             let _guard = guard;
-            let first = &request.frames[0];
+            let frames = (&mut request.frames).collect::<Result<Vec<_>, _>>()?;
             this.seen.lock().unwrap().push(Seen {
                 index: request.window.index,
-                frames: request.frames.len(),
+                frames: frames.len(),
                 real_frames: request.window.frames,
-                size: Size::new(first.width, first.height),
+                size: request.frames.size(),
                 prompt: request.params.prompt.clone(),
             });
             if !this.delay.is_zero() {
                 tokio::time::sleep(this.delay).await;
             }
-            let images = (this.edit)(&request)?;
+            let images = (this.edit)(&request, frames)?;
             this.counters.finished.fetch_add(1, Ordering::SeqCst);
             Ok(EditedClip::at_rate(
                 images,

@@ -356,7 +356,11 @@ fn input_frame(info: &gst_video::VideoInfo, n: u64) -> gst::Buffer {
 /// The provider's answer to every job: 81 frames of [`ANSWER`] at 832x480, 16 fps.
 fn canned_answer() -> Vec<u8> {
     let frames = vec![RgbFrame::filled(832, 480, ANSWER); 81];
-    media::encode_mp4(&frames, gst::Fraction::new(16, 1)).unwrap()
+    media::encode_mp4(
+        frames.iter().cloned().map(Ok::<_, media::MediaError>),
+        gst::Fraction::new(16, 1),
+    )
+    .unwrap()
 }
 
 /// What the threads of a run share.

@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 
 use super::{
     Backend, BackendConfig, BackendError, Capabilities, ConfigError, EditRequest, EditedClip,
-    FrameCounts, JobUpdate, Resolution, RgbFrame,
+    FrameCounts, JobUpdate, Resolution, RgbFrame, Size,
 };
 use crate::wan::{self, PipelineKind, Sampling, WanError};
 pub use settings::{CandleSettings, DeviceSpec, ModelDType};
@@ -201,12 +201,15 @@ fn run(
         noise: shared.noise(params.seed.unwrap_or_else(rand::random)),
         flow_shift: params.flow_shift,
     };
-    let (width, height) = match request.frames.first() {
-        Some(f) => (f.width, f.height),
-        None => return Err(BackendError::Model("a window without frames".into())),
-    };
+    if request.frames.len() == 0 {
+        return Err(BackendError::Frames("a window without frames".into()));
+    }
+    let Size { width, height } = request.frames.size();
+    let pixels = request
+        .frames
+        .map(|frame| frame.map(|f| f.data))
+        .collect::<Result<Vec<_>, _>>()?;
     let model = shared.model();
-    let pixels: Vec<Vec<u8>> = request.frames.into_iter().map(|f| f.data).collect();
     let video = wan::frames_from_rgb8(&pixels, width as usize, height as usize, model.device())
         .map_err(failed)?;
     drop(pixels);

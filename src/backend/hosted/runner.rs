@@ -205,12 +205,12 @@ impl<P: Protocol> Runner<P> {
             reporter,
             ..
         } = request;
-        let first = frames
-            .first()
-            .ok_or_else(|| BackendError::Output("an empty window".into()))?;
-        let size = Size::new(first.width, first.height);
+        if frames.len() == 0 {
+            return Err(BackendError::Frames("an empty window".into()));
+        }
+        let size = frames.size();
 
-        let clip = blocking(move || media::encode_mp4(&frames, frame_rate)).await?;
+        let clip = blocking(move || media::encode_mp4(frames, frame_rate)).await?;
         let video = self
             .protocol
             .stage(
@@ -263,8 +263,10 @@ impl<P: Protocol> Runner<P> {
             Output::Url(url) => self.http.download(&url).await?,
             Output::Inline(data) => data,
         };
-        let frames = blocking(move || media::decode_mp4(data)).await?;
-        Ok(EditedClip { frames })
+        let frames = blocking(move || Ok(media::decode_mp4(data)?)).await?;
+        Ok(EditedClip::in_time_order(
+            frames.map(|frame| frame.map_err(BackendError::from)),
+        ))
     }
 
     async fn wait(&self, job: &Job, reporter: &JobReporter) -> Result<Output, BackendError> {
@@ -349,12 +351,11 @@ impl<P: Protocol> Drop for CancelGuard<P> {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, media::MediaError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| BackendError::Output(format!("the media task ended: {e}")))?
-        .map_err(|e| BackendError::Output(e.to_string()))
 }
 
 async fn read_image(path: &std::path::Path) -> Result<Media, BackendError> {

@@ -20,7 +20,9 @@ pub const OUTPUT_RATE: gst::Fraction = gst::Fraction::from_integer(24);
 
 /// What the servers' model does to a clip.
 pub fn edit_clip(mp4: Vec<u8>) -> Vec<u8> {
-    let frames = media::decode_mp4(mp4).expect("the server got a clip it can decode");
+    let frames: Vec<ClipFrame> = media::decode_mp4(mp4)
+        .and_then(Iterator::collect)
+        .expect("the server got a clip it can decode");
     let duration = frames.last().unwrap().pts.nseconds() + frame_step(&frames);
     let mut out = Vec::new();
     for j in 0.. {
@@ -35,7 +37,7 @@ pub fn edit_clip(mp4: Vec<u8>) -> Vec<u8> {
             .unwrap();
         out.push(invert_half(&source.image));
     }
-    media::encode_mp4(&out, OUTPUT_RATE).unwrap()
+    media::encode_mp4(out.into_iter().map(Ok::<_, media::MediaError>), OUTPUT_RATE).unwrap()
 }
 
 fn frame_step(frames: &[ClipFrame]) -> u64 {

@@ -1,0 +1,169 @@
+//! The frames a backend takes and gives back, each made or decoded only when it is
+//! needed: a window held whole as packed RGB at 832x480 is 97 MiB, and with several
+//! windows in flight whole copies would hold many times what the stream itself holds.
+
+use super::BackendError;
+use crate::frame::{ClipFrame, RgbFrame, Size, frame_time};
+
+type MakeFrame = dyn FnMut(usize) -> Result<RgbFrame, BackendError> + Send;
+
+/// A window's frames at the size the backend takes, all of one size, made one at a time
+/// as the backend asks for them (the element scales each input frame then).
+pub struct WindowFrames {
+    size: Size,
+    len: usize,
+    made: usize,
+    make: Box<MakeFrame>,
+}
+
+impl WindowFrames {
+    /// `len` frames of `size`, frame `i` made by `make(i)`, in order.
+    pub fn new(
+        size: Size,
+        len: usize,
+        make: impl FnMut(usize) -> Result<RgbFrame, BackendError> + Send + 'static,
+    ) -> Self {
+        Self {
+            size,
+            len,
+            made: 0,
+            make: Box::new(make),
+        }
+    }
+
+    /// Frames made already. They must all have the size of the first.
+    pub fn from_frames(frames: Vec<RgbFrame>) -> Self {
+        let size = frames
+            .first()
+            .map_or(Size::new(0, 0), |f| Size::new(f.width, f.height));
+        let len = frames.len();
+        let mut frames = frames.into_iter();
+        Self::new(size, len, move |_| {
+            frames
+                .next()
+                .ok_or_else(|| BackendError::Frames("asked for more frames than given".into()))
+        })
+    }
+
+    pub fn size(&self) -> Size {
+        self.size
+    }
+}
+
+impl Iterator for WindowFrames {
+    type Item = Result<RgbFrame, BackendError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        (self.made < self.len).then(|| {
+            self.made += 1;
+            (self.make)(self.made - 1).and_then(|frame| {
+                if Size::new(frame.width, frame.height) == self.size {
+                    Ok(frame)
+                } else {
+                    Err(BackendError::Frames(format!(
+                        "frame {} is {}x{}, not {} as the window's first",
+                        self.made - 1,
+                        frame.width,
+                        frame.height,
+                        self.size
+                    )))
+                }
+            })
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.len - self.made;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for WindowFrames {}
+
+type ClipFrames = dyn Iterator<Item = Result<ClipFrame, BackendError>> + Send;
+
+/// What a backend gives back. Its frames may have another rate, count or size than the
+/// request's: the element maps them to the window's frames by timestamp and scales them.
+pub struct EditedClip {
+    frames: Box<ClipFrames>,
+}
+
+impl EditedClip {
+    /// A clip of frames held in memory, in any order.
+    pub fn new(mut frames: Vec<ClipFrame>) -> Self {
+        frames.sort_by_key(|f| f.pts);
+        Self::in_time_order(frames.into_iter().map(Ok))
+    }
+
+    /// A clip whose frames stand at `i / frame_rate`, as a request's frames do.
+    pub fn at_rate(images: Vec<RgbFrame>, frame_rate: gst::Fraction) -> Self {
+        Self::in_time_order(images.into_iter().enumerate().map(move |(i, image)| {
+            Ok(ClipFrame {
+                pts: frame_time(i as u64, frame_rate),
+                image,
+            })
+        }))
+    }
+
+    /// A clip whose frames come as they are decoded, in presentation order: the element
+    /// converts each before the next is decoded.
+    pub fn in_time_order(
+        frames: impl Iterator<Item = Result<ClipFrame, BackendError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            frames: Box::new(frames),
+        }
+    }
+
+    /// The frames, in time order.
+    pub fn into_frames(self) -> impl Iterator<Item = Result<ClipFrame, BackendError>> + Send {
+        self.frames
+    }
+}
+
+impl std::fmt::Debug for EditedClip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EditedClip")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_frames_are_made_in_order_and_checked_for_size() {
+        let mut asked = Vec::new();
+        let frames = WindowFrames::new(Size::new(2, 1), 3, move |i| {
+            asked.push(i);
+            assert_eq!(asked, (0..=i).collect::<Vec<_>>());
+            Ok(RgbFrame::filled(
+                if i == 2 { 3 } else { 2 },
+                1,
+                [i as u8; 3],
+            ))
+        });
+        assert_eq!(frames.len(), 3);
+        let made: Vec<_> = frames.collect();
+        assert_eq!(made[1].as_ref().unwrap().pixel(1, 0), [1, 1, 1]);
+        assert_eq!(
+            made[2].as_ref().unwrap_err().to_string(),
+            "the window's frames could not be made: frame 2 is 3x1, not 2x1 as the window's \
+             first"
+        );
+    }
+
+    #[test]
+    fn a_held_clip_comes_in_time_order() {
+        let frame = |ms, v| ClipFrame {
+            pts: gst::ClockTime::from_mseconds(ms),
+            image: RgbFrame::filled(1, 1, [v; 3]),
+        };
+        let clip = EditedClip::new(vec![frame(80, 2), frame(0, 0), frame(40, 1)]);
+        let order: Vec<u8> = clip
+            .into_frames()
+            .map(|f| f.unwrap().image.data[0])
+            .collect();
+        assert_eq!(order, [0, 1, 2]);
+    }
+}
