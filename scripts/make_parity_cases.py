@@ -4,11 +4,20 @@
 Run by hand, not in CI. Versions this was run with:
 
     pip install torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 tokenizers==0.23.3 \
-        ftfy==6.3.1 safetensors==0.8.0 sentencepiece==0.2.3 accelerate==1.15.0
+        ftfy==6.3.1 safetensors==0.8.0 sentencepiece==0.2.3 accelerate==1.15.0 peft==0.21.2
+
+(The LoRA and few-step cases were added later with exactly these versions, peft for
+`load_lora_weights`; the cases before them were left as they were made.)
 
 Usage: python scripts/make_parity_cases.py [OUT_DIR [CASE...]]   (default tests/fixtures/parity)
        python scripts/make_parity_cases.py --real-vae OUT_DIR       (released VAE sizes, not committed)
        python scripts/make_parity_cases.py --real-dit OUT_DIR       (one block of the released DiTs)
+
+A case with `_lora` also gets a random LoRA file (`lora.safetensors` beside `case.json`),
+in the diffusers or the ComfyUI/kijai key layout, that the reference loads with
+`pipe.load_lora_weights` and merges with `pipe.fuse_lora(lora_scale=...)`; a case with
+`_flow_shift` runs with the scheduler replaced by `from_config(..., flow_shift=...)`, as
+diffusers documents for the step-distilled Wan LoRAs, and says `flow_shift` in case.json.
 
 Every model is a tiny configuration of diffusers' and transformers' own classes with
 every parameter perturbed (fresh norms are exactly one and biases zero, which would hide
@@ -200,6 +209,58 @@ def build_model(case, model_dir, seed):
     return cls.from_pretrained(model_dir, torch_dtype=torch.float32)
 
 
+# The diffusers names of the linears a generated LoRA adapts, in each block and outside.
+LORA_BLOCK_MODULES = ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
+                      "attn2.to_v", "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2"]
+LORA_TOP_MODULES = ["condition_embedder.time_proj", "proj_out"]
+# The same modules in the original Wan code's names (ComfyUI / kijai files).
+ORIGINAL_NAMES = {"attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
+                  "attn1.to_out.0": "self_attn.o", "attn2.to_q": "cross_attn.q", "attn2.to_k": "cross_attn.k",
+                  "attn2.to_v": "cross_attn.v", "attn2.to_out.0": "cross_attn.o", "ffn.net.0.proj": "ffn.0",
+                  "ffn.net.2": "ffn.2", "condition_embedder.time_proj": "time_projection.1",
+                  "proj_out": "head.head"}
+
+
+def write_lora(transformer, spec, path, seed):
+    """A random LoRA of `transformer`'s linears, saved at `path` in `spec["layout"]`.
+
+    diffusers layout: `transformer.<module>.lora_A/lora_B.weight`, with PEFT's `r` and
+    `lora_alpha` in the header metadata diffusers itself writes. ComfyUI layout:
+    `diffusion_model.<original name>.lora_down/lora_up.weight`, `.alpha` on the blocks'
+    modules (diffusers' converter takes alpha only there) and `.diff_b` bias deltas, in
+    `spec["dtype"]`. The alpha over the rank is a power of two there, so that the
+    converter's folding of it into the bf16 weights is exact."""
+    gen = torch.Generator().manual_seed(seed)
+    rank, layout = spec["rank"], spec["layout"]
+    modules = [f"blocks.{i}.{m}" for i in range(len(transformer.blocks)) for m in LORA_BLOCK_MODULES]
+    modules += LORA_TOP_MODULES
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[spec.get("dtype", "f32")]
+    tensors = {}
+    for name in modules:
+        linear = transformer.get_submodule(name)
+        down = 0.2 * torch.randn(rank, linear.in_features, generator=gen)
+        up = 0.2 * torch.randn(linear.out_features, rank, generator=gen)
+        if layout == "diffusers":
+            tensors[f"transformer.{name}.lora_A.weight"] = down
+            tensors[f"transformer.{name}.lora_B.weight"] = up
+            continue
+        block, _, inner = name.partition(".") if name.startswith("blocks.") else ("", "", name)
+        if block:
+            index, _, inner = inner.partition(".")
+            original = f"diffusion_model.blocks.{index}.{ORIGINAL_NAMES[inner]}"
+            tensors[f"{original}.alpha"] = torch.tensor(float(spec["alpha"]))
+        else:
+            original = f"diffusion_model.{ORIGINAL_NAMES[inner]}"
+        tensors[f"{original}.lora_down.weight"] = down.to(dtype)
+        tensors[f"{original}.lora_up.weight"] = up.to(dtype)
+        tensors[f"{original}.diff_b"] = (0.1 * torch.randn(linear.out_features, generator=gen)).to(dtype)
+    metadata = {"format": "pt"}
+    if layout == "diffusers":
+        adapter = {"r": rank, "lora_alpha": spec["alpha"], "target_modules": sorted(modules)}
+        metadata["lora_adapter_metadata"] = json.dumps({f"transformer.{k}": v for k, v in adapter.items()})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
+
+
 def make_case(case, out_root, seed):
     name = case["name"]
     case_dir = os.path.join(out_root, name)
@@ -207,6 +268,14 @@ def make_case(case, out_root, seed):
     os.makedirs(case_dir)
     pipe = build_model(case, os.path.join(case_dir, "model"), seed)
     _, module = PIPELINES[case["pipeline"]]
+    lora = case.get("_lora")
+    if lora is not None:
+        write_lora(pipe.transformer, lora, os.path.join(case_dir, "lora.safetensors"), seed + 20)
+        pipe.load_lora_weights(os.path.join(case_dir, "lora.safetensors"))
+        pipe.fuse_lora(lora_scale=lora["scale"])
+        pipe.unload_lora_weights()
+    if "_flow_shift" in case:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=case["_flow_shift"])
 
     f, h, w = case["num_frames"], case["height"], case["width"]
     gen = torch.Generator().manual_seed(seed + 10)
@@ -289,6 +358,10 @@ def make_case(case, out_root, seed):
     save_file({"video": video.contiguous(), "noise": noise.contiguous()}, os.path.join(case_dir, "inputs.safetensors"))
     save_file({k: t.float() for k, t in expected.items()}, os.path.join(case_dir, "expected.safetensors"))
     meta = {k: v for k, v in case.items() if not k.startswith("_") and k != "name"}
+    if lora is not None:
+        meta["lora"] = [{"file": "lora.safetensors", "scale": lora["scale"]}]
+    if "_flow_shift" in case:
+        meta["flow_shift"] = case["_flow_shift"]
     meta["tolerance"] = {"video": 1e-4, "prompt_embeds": 1e-5, "negative_prompt_embeds": 1e-5}
     with open(os.path.join(case_dir, "case.json"), "w") as fh:
         json.dump(meta, fh, indent=2)
@@ -331,6 +404,22 @@ CASES = [
     dict(name="t2v_tall_f9_flow_euler", pipeline="text2video", prompt="a horse in the river",
          negative_prompt="static", num_inference_steps=4, guidance_scale=2.0, height=48, width=32,
          num_frames=9, _scheduler="flow", _shift=3.0, _save_dtype="bf16"),
+    # LoRA merged at load: a diffusers-layout file (PEFT alpha in the header metadata)...
+    dict(name="v2v_square_f5_lora_diffusers", pipeline="video2video", prompt="make it snow",
+         negative_prompt="rain", num_inference_steps=3, guidance_scale=3.0, strength=0.9, height=32, width=32,
+         num_frames=5, _scheduler="unipc", _shift=3.0, _save_dtype="f16",
+         _lora=dict(layout="diffusers", rank=4, alpha=6.0, scale=0.7)),
+    # ...and a ComfyUI/kijai one (bf16, .alpha, .diff_b), on a FlowMatchEuler model.
+    dict(name="t2v_square_f5_lora_comfy", pipeline="text2video", prompt="a red kite over the sea",
+         negative_prompt="fog", num_inference_steps=2, guidance_scale=2.5, height=32, width=32, num_frames=5,
+         _scheduler="flow", _shift=3.0, _save_dtype="bf16",
+         _lora=dict(layout="comfy", rank=2, alpha=4.0, scale=1.25, dtype="bf16")),
+    # The few-step recipe of the step-distilled Wan LoRAs in diffusers: 4 steps, no CFG,
+    # UniPC with flow_shift 5 (from_config on the checkpoint's own scheduler).
+    dict(name="v2v_square_f5_fewstep_lora", pipeline="video2video", prompt="turn the car blue",
+         negative_prompt="", num_inference_steps=4, guidance_scale=1.0, strength=1.0, height=32, width=32,
+         num_frames=5, _scheduler="unipc", _shift=3.0, _save_dtype="f16", _flow_shift=5.0,
+         _lora=dict(layout="comfy", rank=4, alpha=8.0, scale=1.0, dtype="bf16")),
 ]
 
 

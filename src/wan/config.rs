@@ -13,18 +13,7 @@ use super::error::{Result, WanError};
 
 /// Reads and parses one JSON file, naming it in every error.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            WanError::MissingFile {
-                path: path.to_path_buf(),
-            }
-        } else {
-            WanError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| WanError::reading(path, source))?;
     serde_json::from_str(&text).map_err(|source| WanError::Json {
         path: path.to_path_buf(),
         source,

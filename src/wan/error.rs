@@ -33,6 +33,18 @@ pub enum WanError {
         #[source]
         source: Box<candle_core::Error>,
     },
+    /// A `lora` entry whose text after the last `:` is neither a number nor part of an
+    /// existing file's name.
+    #[error("lora `{entry}`: `{scale}` is not a scale (a number after the last ':')")]
+    LoraScale { entry: String, scale: String },
+    /// A tensor of a LoRA file that cannot be merged: an unknown key, one that targets
+    /// no weight of the transformer, a missing half of a pair, a shape that does not fit.
+    #[error("{file}: LoRA tensor `{key}`: {message}")]
+    LoraKey {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
     #[error("invalid input: {0}")]
@@ -43,6 +55,18 @@ pub enum WanError {
     // Boxed: candle's error is large, and every `Result` here would carry its size.
     #[error(transparent)]
     Candle(Box<candle_core::Error>),
+}
+
+impl WanError {
+    /// An error reading `path`: a missing file says so, other failures keep their cause.
+    pub fn reading(path: &std::path::Path, source: std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            WanError::MissingFile { path }
+        } else {
+            WanError::Io { path, source }
+        }
+    }
 }
 
 impl From<candle_core::Error> for WanError {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::config::read_json;
 use super::error::{Result, WanError};
+use super::lora::{LoraSpec, MergedWeights, Pending};
 
 /// Resolves `model` to a pipeline directory: an existing directory, or a Hugging Face
 /// repository id (`owner/name`) already present in the local cache (`HF_HUB_CACHE`, else
@@ -74,6 +75,8 @@ pub struct ComponentWeights {
     /// The file errors name: the single weight file, or the shard index.
     file: PathBuf,
     pub vb: VarBuilder<'static>,
+    /// The LoRA targets to check once the component is built.
+    loras: Option<Pending>,
 }
 
 impl ComponentWeights {
@@ -88,7 +91,46 @@ impl ComponentWeights {
                 source: Box::new(source),
             },
         )?;
-        Ok(Self { file, vb })
+        Ok(Self {
+            file,
+            vb,
+            loras: None,
+        })
+    }
+
+    /// Like [`Self::open`], with `loras` merged into the weights as they are read (in
+    /// f32, then converted to `dtype`). Call [`Self::check_loras`] once the component
+    /// is built.
+    pub fn open_merged(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        loras: &[LoraSpec],
+    ) -> Result<Self> {
+        if loras.is_empty() {
+            return Self::open(dir, dtype, device);
+        }
+        let (files, index) = weight_files(dir)?;
+        let file = index.unwrap_or_else(|| files[0].clone());
+        // SAFETY: as in `open`.
+        let base = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(
+            |source| WanError::Weight {
+                file: file.clone(),
+                source: Box::new(source),
+            },
+        )?;
+        let (merged, pending) = MergedWeights::new(base, loras)?;
+        let vb = VarBuilder::from_backend(Box::new(merged), dtype, device.clone());
+        Ok(Self {
+            file,
+            vb,
+            loras: Some(pending),
+        })
+    }
+
+    /// Fails when a LoRA changed a weight the component did not read.
+    pub fn check_loras(&self) -> Result<()> {
+        self.loras.as_ref().map_or(Ok(()), Pending::check)
     }
 
     /// Wraps an error raised while building the component, naming its weight file

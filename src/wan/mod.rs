@@ -28,6 +28,7 @@ mod error;
 #[cfg(feature = "cuda")]
 pub mod flash_attn;
 mod loader;
+pub mod lora;
 pub mod parity;
 mod pipeline;
 mod rope;
@@ -47,6 +48,7 @@ pub use config::{TransformerConfig, Umt5Config, VaeConfig};
 pub use embeddings::timestep_embedding;
 pub use error::{Result, WanError};
 pub use loader::resolve;
+pub use lora::LoraSpec;
 pub use pipeline::{
     Generation, Noise, Progress, PromptEmbeds, Sampling, frames_from_rgb8, frames_to_rgb8,
 };
@@ -105,6 +107,16 @@ pub struct WanModel {
 /// Loads a pipeline from a directory or a repository id in the local Hugging Face
 /// cache, with every weight converted to `dtype` on `device`.
 pub fn load(model: &str, device: &Device, dtype: DType) -> Result<WanModel> {
+    load_with_loras(model, &[], device, dtype)
+}
+
+/// [`load`] with LoRA files merged into the transformer's weights, in order.
+pub fn load_with_loras(
+    model: &str,
+    loras: &[LoraSpec],
+    device: &Device,
+    dtype: DType,
+) -> Result<WanModel> {
     let root = loader::resolve(model)?;
     let index_path = root.join("model_index.json");
     let index: Value = read_json(&index_path)?;
@@ -139,8 +151,11 @@ pub fn load(model: &str, device: &Device, dtype: DType) -> Result<WanModel> {
     let transformer = {
         let dir = component("transformer")?;
         let cfg: TransformerConfig = read_json(&dir.join("config.json"))?;
-        let weights = ComponentWeights::open(&dir, dtype, device)?;
-        WanTransformer::new(&cfg, weights.vb.clone()).map_err(|e| weights.error(e))?
+        let weights = ComponentWeights::open_merged(&dir, dtype, device, loras)?;
+        let transformer =
+            WanTransformer::new(&cfg, weights.vb.clone()).map_err(|e| weights.error(e))?;
+        weights.check_loras()?;
+        transformer
     };
     let vae = {
         let dir = component("vae")?;

@@ -29,8 +29,26 @@ pub struct CaseSpec {
     pub height: usize,
     pub width: usize,
     pub num_frames: usize,
+    /// LoRA files (relative to the case directory) merged at load, in order.
+    #[serde(default)]
+    pub lora: Vec<CaseLora>,
+    /// Replaces the scheduler's shift, as the element's `flow-shift` does.
+    #[serde(default)]
+    pub flow_shift: Option<f64>,
     #[serde(default)]
     pub tolerance: HashMap<String, f64>,
+}
+
+/// One LoRA of a case: `{"file": "lora.safetensors", "scale": 0.7}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaseLora {
+    pub file: String,
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl CaseSpec {
@@ -115,8 +133,29 @@ pub fn run_case(
     let fail = |e: super::WanError| e.to_string();
 
     let model_dir = dir.join("model");
-    let model =
-        super::load(model_dir.to_str().ok_or("non-UTF-8 path")?, device, dtype).map_err(fail)?;
+    let loras = spec
+        .lora
+        .iter()
+        .map(|l| {
+            let path = dir.join(&l.file);
+            let entry = format!("{}:{}", path.display(), l.scale);
+            // Through the `lora` property's own parser, so that cases test it too.
+            match super::LoraSpec::parse_list(&entry)
+                .map_err(fail)?
+                .as_slice()
+            {
+                [one] => Ok(one.clone()),
+                _ => Err(format!("lora entry `{entry}` is not one file")),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let model = super::load_with_loras(
+        model_dir.to_str().ok_or("non-UTF-8 path")?,
+        &loras,
+        device,
+        dtype,
+    )
+    .map_err(fail)?;
     let embeds = model
         .encode_prompts(&spec.prompt, &spec.negative_prompt, spec.guidance_scale)
         .map_err(fail)?;
@@ -124,7 +163,7 @@ pub fn run_case(
         num_inference_steps: spec.num_inference_steps,
         guidance_scale: spec.guidance_scale,
         noise: Noise::Tensor(input("noise")?),
-        flow_shift: None,
+        flow_shift: spec.flow_shift,
     };
     let mut progress = |_: usize, _: usize| ControlFlow::Continue(());
     let generation: Generation = match spec.pipeline.as_str() {

@@ -166,6 +166,12 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.candle.keep_text_encoder)
             .flags(ready)
             .build(),
+        string(
+            "lora",
+            "backend=candle: LoRA safetensors merged into the transformer at load, as \
+             path[:scale],... (scale 1 when left out; diffusers or ComfyUI/kijai keys). \
+             Elements share a model only with the same LoRA set",
+        ),
     ]
 }
 
@@ -208,6 +214,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         }
         "dtype" => s.candle.dtype = typed(value),
         "keep-text-encoder" => s.candle.keep_text_encoder = typed(value),
+        "lora" => s.candle.lora = optional_string(value).unwrap_or_default(),
         other => unreachable!("no property {other}"),
     }
 }
@@ -242,6 +249,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "device" => s.candle.device.to_value(),
         "dtype" => s.candle.dtype.to_value(),
         "keep-text-encoder" => s.candle.keep_text_encoder.to_value(),
+        "lora" => Some(&s.candle.lora).filter(|l| !l.is_empty()).to_value(),
         other => unreachable!("no readable property {other}"),
     }
 }

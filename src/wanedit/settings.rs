@@ -59,7 +59,7 @@ pub struct Settings {
     pub window_retries: u32,
     pub on_error: OnError,
     pub processing_latency_ms: u32,
-    /// `device`, `dtype`, `keep-text-encoder`.
+    /// `device`, `dtype`, `keep-text-encoder`, `lora`.
     pub candle: CandleSettings,
 }
 

@@ -49,7 +49,14 @@ pub fn model_key(config: &BackendConfig) -> Result<ModelKey, ConfigError> {
         })?;
     let device = DeviceSpec::parse(&config.candle.device)?;
     let dtype = device.dtype(config.candle.dtype)?;
-    ModelKey::new(model, device, dtype).map_err(|e| model_error(&e))
+    let loras =
+        wan::LoraSpec::parse_list(&config.candle.lora).map_err(|e| ConfigError::Invalid {
+            property: "lora",
+            why: e.to_string(),
+        })?;
+    Ok(ModelKey::new(model, device, dtype)
+        .map_err(|e| model_error(&e))?
+        .with_loras(loras))
 }
 
 fn model_error(e: &WanError) -> ConfigError {

@@ -109,6 +109,9 @@ pub struct CandleSettings {
     /// Keep the text encoder after the embeddings of the current prompts are computed,
     /// so that a changed prompt is encoded without loading it again.
     pub keep_text_encoder: bool,
+    /// LoRA files merged into the transformer at load: `path[:scale],...` as the
+    /// property says it, read by `wan::LoraSpec::parse_list` when the model is keyed.
+    pub lora: String,
 }
 
 impl Default for CandleSettings {
@@ -117,6 +120,7 @@ impl Default for CandleSettings {
             device: DeviceSpec::default_name().to_owned(),
             dtype: ModelDType::Auto,
             keep_text_encoder: false,
+            lora: String::new(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Mutex, RwLock};
 use candle_core::{DType, Tensor};
 
 use super::settings::DeviceSpec;
-use crate::wan::{self, Noise, PromptEmbeds, WanError, WanModel};
+use crate::wan::{self, LoraSpec, Noise, PromptEmbeds, WanError, WanModel};
 
 /// What makes two loads the same model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,6 +19,9 @@ pub struct ModelKey {
     pub root: PathBuf,
     pub device: DeviceSpec,
     pub dtype: DType,
+    /// The LoRA files merged into the weights (canonical paths) and their scales, in
+    /// order: a model with another set, or none, is another model.
+    pub loras: Vec<LoraSpec>,
 }
 
 impl ModelKey {
@@ -32,7 +35,13 @@ impl ModelKey {
             root,
             device,
             dtype,
+            loras: Vec::new(),
         })
+    }
+
+    /// The same model with `loras` merged into it.
+    pub fn with_loras(self, loras: Vec<LoraSpec>) -> Self {
+        Self { loras, ..self }
     }
 }
 
@@ -74,7 +83,7 @@ impl SharedModel {
             .open()
             .map_err(|e| WanError::InvalidInput(e.to_string()))?;
         let root = key.root.to_string_lossy();
-        let model = wan::load(&root, &device, key.dtype)?;
+        let model = wan::load_with_loras(&root, &key.loras, &device, key.dtype)?;
         #[cfg(feature = "cuda")]
         if device.is_cuda() && key.dtype == candle_core::DType::BF16 {
             log_attention_self_check(&device);
@@ -168,5 +177,109 @@ impl SharedModel {
             }
         }
         Ok(texts.iter().map(|t| cache[*t].clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::backend::BackendConfig;
+    use crate::backend::candle::{CandleSettings, model_key};
+
+    fn case() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/parity/v2v_square_f5_lora_diffusers")
+    }
+
+    fn key(lora: &str) -> Result<ModelKey, crate::backend::ConfigError> {
+        model_key(&BackendConfig {
+            model: Some(case().join("model").display().to_string()),
+            candle: CandleSettings {
+                device: "cpu".into(),
+                lora: lora.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn models_are_keyed_by_their_lora_set() {
+        let file = case().join("lora.safetensors");
+        let plain = key("").unwrap();
+        let one = key(&file.display().to_string()).unwrap();
+        // Another spelling of the same file and scale is the same model.
+        let same = key(&format!(
+            "{}/../{}/lora.safetensors:1.0",
+            case().display(),
+            case().file_name().unwrap().to_string_lossy()
+        ))
+        .unwrap();
+        let half = key(&format!("{}:0.5", file.display())).unwrap();
+        let twice = key(&format!("{0},{0}", file.display())).unwrap();
+        assert_eq!(one, same);
+        assert_eq!(one.loras[0].path, file.canonicalize().unwrap());
+        assert_ne!(plain, one);
+        assert_ne!(one, half);
+        assert_ne!(one, twice);
+        let set: std::collections::HashSet<ModelKey> = [plain, one.clone(), same, half, twice]
+            .into_iter()
+            .collect();
+        assert_eq!(set.len(), 4);
+        assert_eq!(one.root, case().join("model").canonicalize().unwrap());
+    }
+
+    #[test]
+    fn a_bad_lora_list_is_a_property_error() {
+        let file = case().join("lora.safetensors");
+        assert_eq!(
+            key(&format!("{}:abc", file.display()))
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "lora: lora `{}:abc`: `abc` is not a scale (a number after the last ':')",
+                file.display()
+            )
+        );
+        assert_eq!(
+            key("/nonexistent/x.safetensors").unwrap_err().to_string(),
+            "lora: /nonexistent/x.safetensors: missing file"
+        );
+    }
+
+    #[test]
+    fn a_model_with_a_lora_loads_and_differs() {
+        let file = case().join("lora.safetensors");
+        let plain = SharedModel::load(&key("").unwrap()).unwrap();
+        let merged = SharedModel::load(&key(&format!("{}:0.7", file.display())).unwrap()).unwrap();
+        let text = Tensor::zeros((1, 4, 32), DType::F32, &candle_core::Device::Cpu).unwrap();
+        let a = plain.model().transformer().embed_text(&text).unwrap();
+        let b = merged.model().transformer().embed_text(&text).unwrap();
+        // The LoRA touches no text-embedder weight...
+        assert_eq!(a.to_vec3::<f32>().unwrap(), b.to_vec3::<f32>().unwrap());
+        let latents =
+            Tensor::ones((1, 16, 1, 2, 2), DType::F32, &candle_core::Device::Cpu).unwrap();
+        let fa = plain
+            .model()
+            .transformer()
+            .forward(&latents, 500.0, &a)
+            .unwrap();
+        let fb = merged
+            .model()
+            .transformer()
+            .forward(&latents, 500.0, &b)
+            .unwrap();
+        // ...but changes the blocks' output.
+        let diff = (fa - fb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff > 1e-3, "{diff}");
     }
 }

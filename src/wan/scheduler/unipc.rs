@@ -217,6 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn the_few_step_recipe_lands_on_the_distillation_timesteps() {
+        // The step-distilled Wan LoRAs (lightx2v, Wan2.2-Lightning) were trained at
+        // timesteps 1000, 937.5, 833.3, 625: shift 5 over 4 steps. diffusers 0.42.1,
+        // `UniPCMultistepScheduler.from_config(cfg, flow_shift=5.0).set_timesteps(4)`,
+        // gives these timesteps and sigmas; `flow-shift=5 num-inference-steps=4` here.
+        let s = UniPc::new(&config(5.0), 4);
+        assert_eq!(s.timesteps(), &[999.0, 937.0, 833.0, 625.0]);
+        let sigmas = [0.999_998_99f64, 0.937_578_1, 0.833_610_95, 0.625_936_1, 0.0];
+        for (a, b) in s.sigmas().iter().zip(sigmas) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
     fn steps_match_diffusers() -> Result<()> {
         // Three steps on a scalar sample 1.0 with model outputs 0.5, -0.25 and 0.125 and
         // flow_shift 3, 3 steps; diffusers 0.42.1 gives these samples.
