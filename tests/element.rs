@@ -4,10 +4,11 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gst::prelude::*;
-use gstwanedit::backend::{Resolution, RgbFrame, Size};
+use gstwanedit::backend::{BackendError, Resolution, RgbFrame, Size};
 use support::*;
 
 fn colour(k: u64) -> [u8; 3] {
@@ -684,4 +685,107 @@ fn a_flushing_seek_in_a_real_pipeline_restarts_cleanly() {
         pts[..restart],
         (1..restart as u64 + 1).collect::<Vec<_>>()[..]
     );
+}
+
+/// What a `seam` test's backend got: for each window in the order edited, the first pixel
+/// of each frame sent, and how many edits were running when it ran.
+type Sent = Arc<Mutex<Vec<(u64, Vec<[u8; 3]>, usize)>>>;
+
+/// A backend that paints window k `colour(k)` after 50 ms (failing window `fails`), and
+/// records what it was sent.
+fn recording_editor(fails: Option<u64>) -> (Editor, Sent) {
+    let sent = Sent::default();
+    let mut editor = Editor::identity().with_delay(Duration::from_millis(50));
+    let (log, counters) = (sent.clone(), editor.counters.clone());
+    editor.edit = Arc::new(move |r, frames| {
+        // Every edit started and not yet dropped, this one included.
+        let running =
+            counters.started.load(Ordering::SeqCst) - counters.dropped.load(Ordering::SeqCst);
+        let firsts = frames.iter().map(|f| f.pixel(0, 0)).collect();
+        log.lock().unwrap().push((r.window.index, firsts, running));
+        if fails == Some(r.window.index) {
+            return Err(BackendError::JobFailed {
+                job_id: "job".into(),
+                message: "flagged by the safety checker".into(),
+            });
+        }
+        let f = &frames[0];
+        Ok(vec![
+            RgbFrame::filled(
+                f.width,
+                f.height,
+                colour(r.window.index)
+            );
+            frames.len()
+        ])
+    });
+    (editor, sent)
+}
+
+/// W=9, O=3 over 22 frames of value 7 (windows [0, 9), [6, 15), [12, 21), [18, 22)), with
+/// `max-in-flight=4`: the frames out, and what the backend was sent.
+fn run_seam(seam: &str, fails: Option<u64>) -> (Vec<gst::Buffer>, Vec<(u64, Vec<[u8; 3]>, usize)>) {
+    let (editor, sent) = recording_editor(fails);
+    let e = element(editor, 9, 3);
+    e.set_property_from_str("seam", seam);
+    e.set_property("max-in-flight", 4u32);
+    e.set_property_from_str("on-error", "passthrough");
+    e.set_property("window-retries", 0u32);
+    let (out, _h) = run_harness(&e, video_caps("RGB", 4, 4), 22, 7);
+    let pts: Vec<u64> = out
+        .iter()
+        .map(|b| b.pts().unwrap().nseconds() / FRAME_NS)
+        .collect();
+    assert_eq!(pts, (0..22).collect::<Vec<_>>());
+    let mut sent = sent.lock().unwrap().clone();
+    sent.sort_by_key(|(k, _, _)| *k);
+    (out, sent)
+}
+
+#[test]
+fn seam_anchor_edits_windows_in_turn_each_sent_with_the_edit_before_it() {
+    let (out, sent) = run_seam("anchor", None);
+    let order: Vec<u64> = sent.iter().map(|(k, _, _)| *k).collect();
+    assert_eq!(order, [0, 1, 2, 3]);
+    for (k, firsts, running) in &sent {
+        assert_eq!(*running, 1, "window {k} ran alone");
+        let shared = if *k == 0 { 0 } else { 3 };
+        for (i, rgb) in firsts.iter().enumerate() {
+            let expected = if i < shared { colour(k - 1) } else { [7; 3] };
+            assert_eq!(*rgb, expected, "window {k}, frame {i}");
+        }
+    }
+    // The overlaps are still crossfaded: frame 7 is 2/4 of the way from window 0 to 1.
+    let frame7 = out[7].map_readable().unwrap()[0];
+    let (a, b) = (colour(0)[0] as f64, colour(1)[0] as f64);
+    assert!(
+        (frame7 as f64 - (a + (b - a) * 2.0 / 4.0)).abs() <= 1.0,
+        "{frame7}"
+    );
+}
+
+#[test]
+fn seam_crossfade_sends_each_window_as_it_came_several_at_once() {
+    let (_, sent) = run_seam("crossfade", None);
+    assert!(sent.iter().any(|(_, _, running)| *running > 1));
+    for (k, firsts, _) in &sent {
+        assert!(firsts.iter().all(|rgb| *rgb == [7; 3]), "window {k}");
+    }
+}
+
+#[test]
+fn seam_anchor_after_a_window_passed_through_anchors_on_its_originals() {
+    let (out, sent) = run_seam("anchor", Some(1));
+    // Window 1's frames came out as they went in, outside the crossfades.
+    assert_eq!(&out[10].map_readable().unwrap()[..3], &[7; 3]);
+    assert_eq!(
+        sent[1].1[..3],
+        [colour(0); 3],
+        "window 1 anchored on window 0"
+    );
+    assert!(
+        sent[2].1.iter().all(|rgb| *rgb == [7; 3]),
+        "window 2 on the originals"
+    );
+    assert_eq!(sent[3].1[..3], [colour(2); 3]);
 }

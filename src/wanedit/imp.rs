@@ -160,6 +160,7 @@ impl WanEdit {
             send_size,
             scaled: Default::default(),
             samples,
+            anchor: None,
         });
         Ok(())
     }

@@ -69,6 +69,9 @@ pub struct Job {
     pub send_size: Size,
     /// The window's frames at `send_size`, shared with the windows that overlap it.
     pub scaled: Vec<ScaledFrame>,
+    /// With `seam=anchor`: what the window before gave back for the first frames of this
+    /// one (in the stream's format), sent in their place.
+    pub anchor: Vec<gst::Buffer>,
     pub converter_threads: u32,
     /// The length the backend accepts; the last frame is repeated up to it.
     pub padded_len: usize,
@@ -195,7 +198,13 @@ impl Job {
     /// up to `padded_len`.
     fn frames(&self, scaled: Vec<ScaledFrame>) -> WindowFrames {
         let (info, size, threads) = (self.info.clone(), self.send_size, self.converter_threads);
-        let mut inputs = self.inputs.clone().into_iter();
+        let mut inputs = self
+            .anchor
+            .iter()
+            .chain(self.inputs.iter().skip(self.anchor.len()))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut scaled = scaled.into_iter();
         let real = self.inputs.len();
         let pads = self.padded_len > real;

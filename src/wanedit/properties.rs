@@ -68,6 +68,13 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .blurb("How the overlap between windows is crossfaded")
             .flags(playing)
             .build(),
+        glib::ParamSpecEnum::builder_with_default("seam", d.seam)
+            .blurb(
+                "How windows join: crossfade (edited in parallel) or anchor (edited in turn, \
+                 each sent with the previous window's edit over the frames they share)",
+            )
+            .flags(ready)
+            .build(),
         glib::ParamSpecEnum::builder_with_default("resolution", d.resolution)
             .blurb("Model resolution class; the bucket closest in aspect ratio is used")
             .flags(ready)
@@ -196,6 +203,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "window-frames" => s.window_frames = typed(value),
         "overlap-frames" => s.overlap_frames = typed(value),
         "blend" => s.blend = typed(value),
+        "seam" => s.seam = typed(value),
         "resolution" => s.resolution = typed(value),
         "num-inference-steps" => s.num_inference_steps = typed(value),
         "guidance-scale" => s.guidance_scale = typed(value),
@@ -230,6 +238,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "window-frames" => s.window_frames.to_value(),
         "overlap-frames" => s.overlap_frames.to_value(),
         "blend" => s.blend.to_value(),
+        "seam" => s.seam.to_value(),
         "resolution" => s.resolution.to_value(),
         "num-inference-steps" => s.num_inference_steps.to_value(),
         "guidance-scale" => s.guidance_scale.to_value(),

@@ -9,6 +9,25 @@ use crate::backend::candle::CandleSettings;
 use crate::backend::{BackendConfig, BackendKind, ConfigError, EditParams, Resolution};
 use crate::stream::blend::BlendMode;
 
+/// How neighbouring windows join.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstWanEditSeam")]
+pub enum Seam {
+    #[default]
+    #[enum_value(
+        name = "Windows edited independently (several at once), crossfaded over the overlap",
+        nick = "crossfade"
+    )]
+    Crossfade,
+    #[enum_value(
+        name = "Windows edited one after another, each sent with the edit of the window \
+                before in place of the frames they share, then crossfaded",
+        nick = "anchor"
+    )]
+    Anchor,
+}
+
 /// What happens to a window whose edit fails.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, glib::Enum)]
 #[repr(u32)]
@@ -41,6 +60,7 @@ pub struct Settings {
     pub window_frames: u32,
     pub overlap_frames: u32,
     pub blend: BlendMode,
+    pub seam: Seam,
     pub resolution: Resolution,
     /// 0: the model's default.
     pub num_inference_steps: u32,
@@ -75,6 +95,7 @@ impl Default for Settings {
             window_frames: DEFAULT_WINDOW_FRAMES,
             overlap_frames: DEFAULT_OVERLAP_FRAMES,
             blend: BlendMode::Linear,
+            seam: Seam::Crossfade,
             resolution: Resolution::P480,
             num_inference_steps: 0,
             guidance_scale: -1.0,

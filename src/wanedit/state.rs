@@ -21,6 +21,18 @@ pub struct Run {
     pub scaled: ScaledFrames,
     /// How the stream's format stores its samples, for blending.
     pub samples: Samples,
+    /// With `seam=anchor`: what the last window delivered gave for the frames the next
+    /// window shares with it.
+    pub anchor: Option<Anchor>,
+}
+
+/// The frames a window gave back (edited, or its originals where it passed through) over
+/// the span the next window shares, in the stream's format: the next window is sent with
+/// them in place of its own first frames.
+pub struct Anchor {
+    /// The window they come from.
+    pub window: u64,
+    pub frames: Vec<gst::Buffer>,
 }
 
 /// The window geometry, fixed from READY->PAUSED on (where it was checked against the
@@ -106,6 +118,7 @@ impl State {
         if let Some(run) = &mut self.run {
             run.planner = self.windowing.planner(0, 0);
             run.scaled = ScaledFrames::default();
+            run.anchor = None;
         }
         self.failed = false;
         self.downstream = Ok(gst::FlowSuccess::Ok);

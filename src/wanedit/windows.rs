@@ -7,6 +7,8 @@ use gst::subclass::prelude::*;
 use super::imp::{Guard, WanEdit, stream_state};
 use super::job::{Job, JobOutcome};
 use super::message::{WindowReporter, WindowState};
+use super::settings::Seam;
+use super::state::Anchor;
 use crate::backend::{self, WindowId};
 use crate::stream::blend::Samples;
 use crate::stream::planner::Window;
@@ -16,9 +18,11 @@ impl WanEdit {
     /// or while the window is a full slot count ahead of the oldest window not yet output
     /// (this is the element's back-pressure: behind a window that takes long, say one
     /// being retried, the windows after it could otherwise finish, free their slots and
-    /// take in input, holding edited and input frames without bound). The window must
-    /// already be planned with the composer, in the same lock as the planner made it:
-    /// else its frames could leave while this waits.
+    /// take in input, holding edited and input frames without bound). With `seam=anchor`
+    /// a window waits for the one before to be delivered, and is sent with what that one
+    /// gave back over the frames they share. The window must already be planned with the
+    /// composer, in the same lock as the planner made it: else its frames could leave
+    /// while this waits.
     pub(super) fn submit<'a>(
         &'a self,
         mut guard: Guard<'a>,
@@ -29,8 +33,12 @@ impl WanEdit {
         loop {
             let state = stream_state(&mut guard)?;
             state.flow()?;
-            let slots =
-                (settings.max_in_flight as usize).min(state.capabilities.max_concurrency.max(1));
+            let slots = match settings.seam {
+                Seam::Anchor => 1,
+                Seam::Crossfade => {
+                    (settings.max_in_flight as usize).min(state.capabilities.max_concurrency.max(1))
+                }
+            };
             let oldest = state.composer.oldest_pending().unwrap_or(window.index);
             if state.jobs.len() < slots && window.index < oldest + slots as u64 {
                 break;
@@ -44,7 +52,22 @@ impl WanEdit {
             .run
             .as_mut()
             .expect("windows are planned only with caps");
-        let scaled = run.scaled.for_window(window.start, window.end(), keep_from);
+        let (scaled, anchor) = match settings.seam {
+            Seam::Crossfade => (
+                run.scaled.for_window(window.start, window.end(), keep_from),
+                Vec::new(),
+            ),
+            // The frames a window shares with the one before are not sent as they came:
+            // nothing scaled is shared.
+            Seam::Anchor => (
+                Vec::new(),
+                run.anchor
+                    .take()
+                    .filter(|a| a.window + 1 == window.index)
+                    .map(|a| a.frames)
+                    .unwrap_or_default(),
+            ),
+        };
         let samples = run.samples;
         let id = WindowId {
             index: window.index,
@@ -63,6 +86,7 @@ impl WanEdit {
             info: run.info.clone(),
             send_size: run.send_size,
             scaled,
+            anchor,
             converter_threads: converter_threads(in_flight),
             padded_len,
             params: settings.params(),
@@ -164,6 +188,13 @@ impl WanEdit {
             return;
         };
         state.jobs.remove(&id.index);
+        if let Some(run) = state.run.as_mut() {
+            let shared = state.windowing.stride() as usize;
+            run.anchor = (shared < frames.len()).then(|| Anchor {
+                window: id.index,
+                frames: frames[shared..].to_vec(),
+            });
+        }
         let composed = state.composer.finish(id.index, frames, samples, blend);
         drop(guard);
         self.changed.notify_all();
