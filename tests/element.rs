@@ -687,9 +687,10 @@ fn a_flushing_seek_in_a_real_pipeline_restarts_cleanly() {
     );
 }
 
-/// What a `seam` test's backend got: for each window in the order edited, the first pixel
-/// of each frame sent, and how many edits were running when it ran.
-type Sent = Arc<Mutex<Vec<(u64, Vec<[u8; 3]>, usize)>>>;
+/// What a `seam` test's backend got for one window: its index, the first pixel of each
+/// frame sent, and how many edits were running when it ran.
+type SentWindow = (u64, Vec<[u8; 3]>, usize);
+type Sent = Arc<Mutex<Vec<SentWindow>>>;
 
 /// A backend that paints window k `colour(k)` after 50 ms (failing window `fails`), and
 /// records what it was sent.
@@ -724,7 +725,7 @@ fn recording_editor(fails: Option<u64>) -> (Editor, Sent) {
 
 /// W=9, O=3 over 22 frames of value 7 (windows [0, 9), [6, 15), [12, 21), [18, 22)), with
 /// `max-in-flight=4`: the frames out, and what the backend was sent.
-fn run_seam(seam: &str, fails: Option<u64>) -> (Vec<gst::Buffer>, Vec<(u64, Vec<[u8; 3]>, usize)>) {
+fn run_seam(seam: &str, fails: Option<u64>) -> (Vec<gst::Buffer>, Vec<SentWindow>) {
     let (editor, sent) = recording_editor(fails);
     let e = element(editor, 9, 3);
     e.set_property_from_str("seam", seam);
