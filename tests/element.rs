@@ -790,3 +790,69 @@ fn seam_anchor_after_a_window_passed_through_anchors_on_its_originals() {
     );
     assert_eq!(sent[3].1[..3], [colour(2); 3]);
 }
+
+#[test]
+fn seam_anchor_restarts_its_chain_at_a_caps_change() {
+    let (editor, sent) = recording_editor(None);
+    let e = element(editor, 9, 2);
+    e.set_property_from_str("seam", "anchor");
+    let (mut h, small) = harness(&e, video_caps("RGB", 4, 4));
+    for i in 0..6 {
+        h.push(frame(&small, i, 7)).unwrap();
+    }
+    // Window 0 is frames 0-5 (the run ends at the caps change); windows 1 and 2 are
+    // frames 6-14 and 13-18 of the new run.
+    let large = video_caps("RGB", 8, 8);
+    let large_info = gst_video::VideoInfo::from_caps(&large).unwrap();
+    h.set_src_caps(large);
+    for i in 6..19 {
+        h.push(frame(&large_info, i, 9)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert_eq!(pull_all(&mut h).len(), 19);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3);
+    assert!(sent[0].1.iter().all(|rgb| *rgb == [7; 3]));
+    assert!(
+        sent[1].1.iter().all(|rgb| *rgb == [9; 3]),
+        "no anchor across caps"
+    );
+    assert_eq!(sent[2].1[..2], [colour(1); 2]);
+    assert!(sent[2].1[2..].iter().all(|rgb| *rgb == [9; 3]));
+}
+
+#[test]
+fn seam_anchor_restarts_its_chain_after_a_flush() {
+    let (editor, sent) = recording_editor(None);
+    let e = element(editor, 9, 2);
+    e.set_property_from_str("seam", "anchor");
+    let (mut h, info) = harness(&e, video_caps("RGB", 4, 4));
+    for i in 0..15 {
+        h.push(frame(&info, i, 7)).unwrap();
+    }
+    // Window 0 is edited once frames 0-5 are out (with 15 frames in, the stream's last
+    // window could start at frame 6); window 1 (frames 7-15) is not planned yet.
+    for _ in 0..6 {
+        h.pull().unwrap();
+    }
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    for i in 100..109 {
+        h.push(frame(&info, i, 5)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let out = pull_all(&mut h);
+    assert_eq!(
+        out.last().unwrap().pts().unwrap().nseconds() / FRAME_NS,
+        108
+    );
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].0, 0, "numbering restarts");
+    assert!(
+        sent[1].1.iter().all(|rgb| *rgb == [5; 3]),
+        "no anchor across a flush"
+    );
+}
