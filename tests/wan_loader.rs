@@ -223,6 +223,7 @@ fn the_text_encoder_can_be_dropped_after_encoding() {
         guidance_scale: 5.0,
         noise: wan::Noise::Seed(7),
         flow_shift: None,
+        anchor: None,
     };
     let out = model
         .text2video(&embeds, 5, 32, 32, &sampling, &mut |_, _| {
@@ -249,6 +250,7 @@ fn half_precision_runs_close_to_f32() {
             guidance_scale: 5.0,
             noise: wan::Noise::Seed(3),
             flow_shift: None,
+            anchor: None,
         };
         model
             .video2video(&video, &embeds, &sampling, 1.0, &mut |_, _| {

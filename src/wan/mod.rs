@@ -13,7 +13,7 @@
 //! let embeds = model.encode_prompts("make the shirt red", "", 5.0)?;
 //! model.drop_text_encoder();
 //! let video = Tensor::zeros((81, 480, 832, 3), DType::F32, &Device::Cpu)?;
-//! let sampling = Sampling { num_inference_steps: 50, guidance_scale: 5.0, noise: Noise::Seed(0), flow_shift: None };
+//! let sampling = Sampling { num_inference_steps: 50, guidance_scale: 5.0, noise: Noise::Seed(0), flow_shift: None, anchor: None };
 //! let out = model.lucy_edit(&video, &embeds, &sampling, &mut |done, all| {
 //!     println!("{done}/{all}");
 //!     ControlFlow::Continue(()) // or Break(()) to stop at this step
@@ -21,6 +21,7 @@
 //! # let _ = out; Ok(()) }
 //! ```
 
+mod anchor;
 mod attention;
 mod config;
 mod embeddings;
@@ -43,6 +44,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
+pub use anchor::LatentAnchor;
 pub use attention::{attention, blocked_attention};
 pub use config::{TransformerConfig, Umt5Config, VaeConfig};
 pub use embeddings::timestep_embedding;

@@ -164,6 +164,7 @@ pub fn run_case(
         guidance_scale: spec.guidance_scale,
         noise: Noise::Tensor(input("noise")?),
         flow_shift: spec.flow_shift,
+        anchor: None,
     };
     let mut progress = |_: usize, _: usize| ControlFlow::Continue(());
     let generation: Generation = match spec.pipeline.as_str() {

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::WanModel;
+use super::anchor::LatentAnchor;
 use super::error::{Result, WanError};
 use super::scheduler::Scheduler;
 
@@ -31,6 +32,15 @@ pub enum Noise {
     Tensor(Tensor),
 }
 
+/// Standard-normal values of `shape` from a generator seeded with `seed`, drawn on the CPU
+/// (the same values on every device).
+pub(super) fn standard_normal(shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+    Ok(Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(device)?)
+}
+
 /// The settings every pipeline shares.
 #[derive(Debug, Clone)]
 pub struct Sampling {
@@ -39,6 +49,8 @@ pub struct Sampling {
     pub noise: Noise,
     /// Replaces the scheduler's shift (`shift` of FlowMatchEuler, `flow_shift` of UniPC).
     pub flow_shift: Option<f64>,
+    /// The generation before, held over the latent frames this one shares with it.
+    pub anchor: Option<LatentAnchor>,
 }
 
 /// A pipeline's output and the stage tensors the parity cases check.
@@ -227,13 +239,16 @@ impl WanModel {
                 step,
             ),
         };
+        if let Some(anchor) = &sampling.anchor {
+            anchor.check(latents.dims())?;
+        }
         let (final_latents, first_noise_pred) = self.denoise(
             latents,
             condition,
             embeds,
             &mut scheduler,
             first_step,
-            sampling.guidance_scale,
+            sampling,
             progress,
         )?;
         Ok(Generation {
@@ -331,18 +346,12 @@ impl WanModel {
                 "noise has shape {:?}, the pipeline draws {shape:?}",
                 t.dims()
             ))),
-            Noise::Seed(seed) => {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
-                let n = shape.iter().product();
-                let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
-                Ok(Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(&self.device)?)
-            }
+            Noise::Seed(seed) => standard_normal(shape, *seed, &self.device),
         }
     }
 
-    /// The denoising loop from step `start`; returns the final latents and the first
-    /// conditional prediction.
-    #[allow(clippy::too_many_arguments)]
+    /// The denoising loop from step `start`, holding the sampling's anchor (if any) over
+    /// its first steps; returns the final latents and the first conditional prediction.
     fn denoise(
         &self,
         mut latents: Tensor,
@@ -350,9 +359,10 @@ impl WanModel {
         embeds: &PromptEmbeds,
         scheduler: &mut Scheduler,
         start: usize,
-        guidance_scale: f64,
+        sampling: &Sampling,
         progress: Progress,
     ) -> Result<(Tensor, Tensor)> {
+        let guidance_scale = sampling.guidance_scale;
         let guided = guidance_scale > 1.0;
         let cond = self
             .transformer
@@ -370,6 +380,12 @@ impl WanModel {
             (_, false) => None,
         };
         let timesteps = scheduler.timesteps()[start..].to_vec();
+        let sigmas = scheduler.sigmas()[start..].to_vec();
+        let anchor = sampling.anchor.as_ref();
+        let held = anchor.map_or(0, |a| a.held_steps(timesteps.len()));
+        if let Some(anchor) = anchor.filter(|_| held > 0) {
+            latents = anchor.hold(&latents, sigmas[0], 0)?;
+        }
         report(progress, 0, timesteps.len())?;
         let mut first = None;
         for (i, &t) in timesteps.iter().enumerate() {
@@ -392,6 +408,9 @@ impl WanModel {
                 pred = (&pred_u + ((pred - &pred_u)? * guidance_scale)?)?;
             }
             latents = scheduler.step(&pred, t, &latents)?;
+            if let Some(anchor) = anchor.filter(|_| i < held) {
+                latents = anchor.hold(&latents, sigmas[i + 1], i as u64 + 1)?;
+            }
             report(progress, i + 1, timesteps.len())?;
         }
         let first =
@@ -427,6 +446,7 @@ mod tests {
             guidance_scale: 1.0,
             noise: Noise::Seed(1),
             flow_shift: None,
+            anchor: None,
         };
         let mut heard = Vec::new();
         let result = pipeline(&model, &embeds, &sampling, &mut |done, all| {
@@ -476,6 +496,84 @@ mod tests {
         assert_stops_at(4, "t2v_square_f5_1step", |m, e, s, p| {
             m.text2video(e, 5, 32, 32, s, p)
         });
+    }
+
+    /// Video-to-video of the 5 black frames with a case's model for 4 steps, anchored
+    /// by `anchor`.
+    fn anchored_run(model: &WanModel, anchor: Option<LatentAnchor>) -> Result<Generation> {
+        let embeds = model.encode_prompts("a red ball", "", 1.0)?;
+        let sampling = Sampling {
+            num_inference_steps: 4,
+            guidance_scale: 1.0,
+            noise: Noise::Seed(1),
+            flow_shift: None,
+            anchor,
+        };
+        model.video2video(&video(32), &embeds, &sampling, 1.0, &mut |_, _| {
+            ControlFlow::Continue(())
+        })
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn an_anchor_held_through_the_last_step_ends_as_the_anchor_and_strength_0_is_no_anchor()
+    -> Result<()> {
+        let model = fixture_model("v2v_square_f5_4steps_cfg");
+        let plain = anchored_run(&model, None)?;
+        let dims = plain.final_latents.dims().to_vec();
+        assert_eq!(dims[2], 2, "5 frames are 2 latent frames");
+        // Latent frame 1 (frames 1-4) held to latents of another generation.
+        let earlier = standard_normal(&[1, dims[1], 1, dims[3], dims[4]], 7, &Device::Cpu)?;
+        let anchor = |strength| {
+            Some(LatentAnchor {
+                latents: earlier.clone(),
+                first: 1,
+                strength,
+                seed: 3,
+            })
+        };
+
+        let held = anchored_run(&model, anchor(1.0))?;
+        assert_eq!(
+            values(&held.final_latents.narrow(2, 1, 1)?),
+            values(&earlier)
+        );
+        assert_ne!(
+            values(&held.final_latents.narrow(2, 0, 1)?),
+            values(&plain.final_latents.narrow(2, 0, 1)?),
+            "the free latent frame denoises around the held one"
+        );
+
+        let none = anchored_run(&model, anchor(0.0))?;
+        assert_eq!(values(&none.final_latents), values(&plain.final_latents));
+        assert_eq!(values(&none.video), values(&plain.video));
+
+        // Held through the first half only: the last steps move the frame off the anchor.
+        let half = anchored_run(&model, anchor(0.5))?;
+        assert_ne!(
+            values(&half.final_latents.narrow(2, 1, 1)?),
+            values(&earlier)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_anchor_that_does_not_fit_the_latents_is_refused() -> Result<()> {
+        let model = fixture_model("v2v_square_f5_4steps_cfg");
+        let dims = anchored_run(&model, None)?.final_latents.dims().to_vec();
+        let latents = Tensor::zeros((1, dims[1], 2, dims[3], dims[4]), DType::F32, &Device::Cpu)?;
+        let anchor = LatentAnchor {
+            latents,
+            first: 1,
+            strength: 1.0,
+            seed: 0,
+        };
+        let error = anchored_run(&model, Some(anchor)).unwrap_err().to_string();
+        assert!(error.contains("does not fit latents"), "{error}");
+        Ok(())
     }
 
     #[test]

@@ -207,6 +207,7 @@ fn run(
         guidance_scale,
         noise: shared.noise(params.seed.unwrap_or_else(rand::random)),
         flow_shift: params.flow_shift,
+        anchor: None,
     };
     if request.frames.len() == 0 {
         return Err(BackendError::Frames("a window without frames".into()));
