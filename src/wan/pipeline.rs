@@ -352,6 +352,7 @@ impl WanModel {
 
     /// The denoising loop from step `start`, holding the sampling's anchor (if any) over
     /// its first steps; returns the final latents and the first conditional prediction.
+    #[allow(clippy::too_many_arguments)]
     fn denoise(
         &self,
         mut latents: Tensor,
