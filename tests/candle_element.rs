@@ -352,6 +352,7 @@ fn flat_window(case: &str, params: EditParams, reporter: JobReporter) -> EditReq
         frames: WindowFrames::from_frames(vec![frame; 5]),
         frame_rate: gst::Fraction::new(16, 1),
         params,
+        anchor: None,
         reporter,
     }
 }
@@ -551,4 +552,78 @@ fn a_new_prompt_reloads_the_dropped_text_encoder() {
     assert!(!shared.has_text_encoder(), "dropped again");
     let first = shared.prompt_embeds("first", "", 1.0).unwrap();
     assert!(first.uncond.is_none());
+}
+
+/// 21 frames of a case's size, each another colour, through `wanedit backend=candle
+/// seam=anchor` with W=9 and O=5 (windows [0, 9), [4, 13), [8, 17), [12, 21): each
+/// window's latent frame 1, its frames 1-4, is the window before's latent frame 2). Returns
+/// the frames out and the order the windows were done in.
+fn anchored_stream(case: &str, anchor_strength: f64) -> (Vec<Vec<u8>>, Vec<u64>) {
+    support::init();
+    let spec = CaseSpec::read(&case_dir(case)).unwrap();
+    let (width, height) = (spec.width as u32, spec.height as u32);
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+        .fps(gst::Fraction::new(16, 1))
+        .build()
+        .unwrap();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&info.to_caps().unwrap())
+        .format(gst::Format::Time)
+        .build();
+    let edit = candle_element(case, 9);
+    edit.set_property("overlap-frames", 5u32);
+    edit.set_property_from_str("seam", "anchor");
+    edit.set_property("anchor-strength", anchor_strength);
+    edit.set_property("max-in-flight", 4u32);
+    edit.set_property("prompt", "make it snow");
+    edit.set_property("num-inference-steps", 2u32);
+    edit.set_property("strength", 1.0);
+    edit.set_property("seed", 1i64);
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    pipeline
+        .add_many([src.upcast_ref(), &edit, sink.upcast_ref()])
+        .unwrap();
+    gst::Element::link_many([src.upcast_ref(), &edit, sink.upcast_ref()]).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..21u64 {
+        let rgb = [(i * 12) as u8, 200 - (i * 9) as u8, 90];
+        let mut buffer = gst::Buffer::from_mut_slice(RgbFrame::filled(width, height, rgb).data);
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(62_500 * i / 1000));
+        b.set_duration(gst::ClockTime::from_nseconds(62_500_000));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let mut frames = Vec::new();
+    let mut pts = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(TIMEOUT) {
+        let buffer = sample.buffer().unwrap();
+        pts.push(buffer.pts().unwrap().mseconds());
+        frames.push(buffer.map_readable().unwrap().to_vec());
+    }
+    let done: Vec<u64> = pipeline
+        .bus()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.structure().map(|s| s.to_owned()))
+        .filter(|s| s.name() == "wanedit-window" && s.get::<&str>("state") == Ok("done"))
+        .map(|s| s.get::<u64>("index").unwrap())
+        .collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let expected_pts: Vec<u64> = (0..21).map(|i| 62_500 * i / 1000).collect();
+    assert_eq!(pts, expected_pts, "every frame out, at its PTS");
+    (frames, done)
+}
+
+#[test]
+fn seam_anchor_chains_candle_windows_and_holds_their_shared_latents() {
+    let case = "v2v_square_f5_4steps_cfg";
+    let (held, done) = anchored_stream(case, 1.0);
+    assert_eq!(done, [0, 1, 2, 3], "windows done one after another");
+    let (free, _) = anchored_stream(case, 0.0);
+    // Window 0 continues nothing: its own frames are the same either way.
+    assert_eq!(held[..4], free[..4]);
+    // The later windows' shared latents were held to the window before's.
+    assert!((4..21).any(|i| held[i] != free[i]));
 }

@@ -710,20 +710,13 @@ fn recording_editor(fails: Option<u64>) -> (Editor, Sent) {
                 message: "flagged by the safety checker".into(),
             });
         }
-        let f = &frames[0];
-        Ok(vec![
-            RgbFrame::filled(
-                f.width,
-                f.height,
-                colour(r.window.index)
-            );
-            frames.len()
-        ])
+        Ok(tinted(&frames, colour(r.window.index)))
     });
     (editor, sent)
 }
 
-/// W=9, O=3 over 22 frames of value 7 (windows [0, 9), [6, 15), [12, 21), [18, 22)), with
+/// W=9, O=3 over 22 frames of value 7 (windows [0, 9), [6, 15), [12, 21) and the last,
+/// ending on the last frame, [13, 22)), with
 /// `max-in-flight=4`: the frames out, and what the backend was sent.
 fn run_seam(seam: &str, fails: Option<u64>) -> (Vec<gst::Buffer>, Vec<SentWindow>) {
     let (editor, sent) = recording_editor(fails);
@@ -750,7 +743,8 @@ fn seam_anchor_edits_windows_in_turn_each_sent_with_the_edit_before_it() {
     assert_eq!(order, [0, 1, 2, 3]);
     for (k, firsts, running) in &sent {
         assert_eq!(*running, 1, "window {k} ran alone");
-        let shared = if *k == 0 { 0 } else { 3 };
+        // The last window shares frames 13-20 with window 2.
+        let shared = [0, 3, 3, 8][*k as usize];
         for (i, rgb) in firsts.iter().enumerate() {
             let expected = if i < shared { colour(k - 1) } else { [7; 3] };
             assert_eq!(*rgb, expected, "window {k}, frame {i}");
@@ -788,7 +782,7 @@ fn seam_anchor_after_a_window_passed_through_anchors_on_its_originals() {
         sent[2].1.iter().all(|rgb| *rgb == [7; 3]),
         "window 2 on the originals"
     );
-    assert_eq!(sent[3].1[..3], [colour(2); 3]);
+    assert_eq!(sent[3].1[..8], [colour(2); 8]);
 }
 
 #[test]
@@ -801,7 +795,7 @@ fn seam_anchor_restarts_its_chain_at_a_caps_change() {
         h.push(frame(&small, i, 7)).unwrap();
     }
     // Window 0 is frames 0-5 (the run ends at the caps change); windows 1 and 2 are
-    // frames 6-14 and 13-18 of the new run.
+    // frames 6-14 and 10-18 of the new run (the last ends on the last frame).
     let large = video_caps("RGB", 8, 8);
     let large_info = gst_video::VideoInfo::from_caps(&large).unwrap();
     h.set_src_caps(large);
@@ -817,8 +811,8 @@ fn seam_anchor_restarts_its_chain_at_a_caps_change() {
         sent[1].1.iter().all(|rgb| *rgb == [9; 3]),
         "no anchor across caps"
     );
-    assert_eq!(sent[2].1[..2], [colour(1); 2]);
-    assert!(sent[2].1[2..].iter().all(|rgb| *rgb == [9; 3]));
+    assert_eq!(sent[2].1[..5], [colour(1); 5]);
+    assert!(sent[2].1[5..].iter().all(|rgb| *rgb == [9; 3]));
 }
 
 #[test]

@@ -59,6 +59,7 @@ fn request() -> EditRequest {
             prompt: "invert it".into(),
             ..Default::default()
         },
+        anchor: None,
         reporter: JobReporter::discard(),
     }
 }

@@ -2,6 +2,9 @@
 //! needed: a window held whole as packed RGB at 832x480 is 97 MiB, and with several
 //! windows in flight whole copies would hold many times what the stream itself holds.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use super::BackendError;
 use crate::frame::{ClipFrame, RgbFrame, Size, frame_time};
 
@@ -82,10 +85,48 @@ impl ExactSizeIterator for WindowFrames {}
 
 type ClipFrames = dyn Iterator<Item = Result<ClipFrame, BackendError>> + Send;
 
+/// What a backend keeps of a window for the next window of the stream to continue from
+/// (`seam=anchor`), opaque to the element: the Candle backend keeps its final latents.
+#[derive(Clone)]
+pub struct Continuation(Arc<dyn Any + Send + Sync>);
+
+impl Continuation {
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// The value, if it is a `T` (another backend's continuation is not).
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Continuation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Continuation")
+    }
+}
+
+/// With `seam=anchor`: the window before, which this window continues.
+#[derive(Debug, Clone)]
+pub struct WindowAnchor {
+    /// How many of this window's first frames it shares with the window before; in the
+    /// request's frames they are already what the window before gave back.
+    pub shared: usize,
+    /// Where this window starts in the window before, in frames.
+    pub offset: usize,
+    /// What the backend kept of the window before, if it keeps anything.
+    pub continuation: Option<Continuation>,
+    /// `anchor-strength`: the share of the denoising steps through which a backend that
+    /// anchors in latent space holds the shared frames.
+    pub strength: f64,
+}
+
 /// What a backend gives back. Its frames may have another rate, count or size than the
 /// request's: the element maps them to the window's frames by timestamp and scales them.
 pub struct EditedClip {
     frames: Box<ClipFrames>,
+    continuation: Option<Continuation>,
 }
 
 impl EditedClip {
@@ -112,7 +153,19 @@ impl EditedClip {
     ) -> Self {
         Self {
             frames: Box::new(frames),
+            continuation: None,
         }
+    }
+
+    /// The clip, with what the next window of the stream may continue from.
+    pub fn continued_by(mut self, continuation: Continuation) -> Self {
+        self.continuation = Some(continuation);
+        self
+    }
+
+    /// What the next window may continue from, taken out of the clip.
+    pub fn take_continuation(&mut self) -> Option<Continuation> {
+        self.continuation.take()
     }
 
     /// The frames, in time order.

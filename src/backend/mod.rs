@@ -22,7 +22,7 @@ use gst::glib;
 
 pub use crate::frame::{ClipFrame, RgbFrame, Size, frame_time};
 pub use error::{BackendError, ConfigError};
-pub use frames::{EditedClip, WindowFrames};
+pub use frames::{Continuation, EditedClip, WindowAnchor, WindowFrames};
 pub use report::{JobReporter, JobUpdate};
 
 /// The model resolution class a window is edited at.
@@ -197,6 +197,8 @@ pub struct EditRequest {
     /// frames whatever the input rate.
     pub frame_rate: gst::Fraction,
     pub params: EditParams,
+    /// With `seam=anchor`, the window before, which this one continues.
+    pub anchor: Option<WindowAnchor>,
     pub reporter: JobReporter,
 }
 

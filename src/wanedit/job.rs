@@ -12,7 +12,8 @@ use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
 use crate::backend::retry::backoff;
 use crate::backend::{
-    Backend, BackendError, EditParams, EditRequest, RgbFrame, Size, WindowFrames, WindowId,
+    Backend, BackendError, Continuation, EditParams, EditRequest, RgbFrame, Size, WindowAnchor,
+    WindowFrames, WindowId,
 };
 use crate::stream::convert::{self, ConvertError, FromRgb, ToRgb};
 use crate::stream::scaled::ScaledFrame;
@@ -70,8 +71,10 @@ pub struct Job {
     /// The window's frames at `send_size`, shared with the windows that overlap it.
     pub scaled: Vec<ScaledFrame>,
     /// With `seam=anchor`: what the window before gave back for the first frames of this
-    /// one (in the stream's format), sent in their place.
+    /// one (in the stream's format), sent in their place, and what the backend is told of
+    /// the window before.
     pub anchor: Vec<gst::Buffer>,
+    pub continues: Option<WindowAnchor>,
     pub converter_threads: u32,
     /// The length the backend accepts; the last frame is repeated up to it.
     pub padded_len: usize,
@@ -85,9 +88,16 @@ pub struct Job {
     pub reports: WindowReporter,
 }
 
+/// A window's edited frames and what the backend kept to continue from.
+type Edited = (Vec<gst::Buffer>, Option<Continuation>);
+
 pub enum JobOutcome {
-    /// One edited frame per input frame, in the stream's format (default layout).
-    Edited(Vec<gst::Buffer>),
+    /// One edited frame per input frame, in the stream's format (default layout), and
+    /// what the backend kept for the next window to continue from.
+    Edited {
+        frames: Vec<gst::Buffer>,
+        continuation: Option<Continuation>,
+    },
     /// The original frames (default layout) of a window that failed under
     /// `on-error=passthrough`.
     PassedThrough {
@@ -127,7 +137,10 @@ impl Job {
             }
         };
         let outcome = match (edited, self.on_error) {
-            (Ok(frames), _) => JobOutcome::Edited(frames),
+            (Ok((frames, continuation)), _) => JobOutcome::Edited {
+                frames,
+                continuation,
+            },
             (Err(cause), OnError::Fail) => JobOutcome::Failed(cause),
             (Err(cause), OnError::Passthrough) => {
                 let (inputs, info) = (self.inputs, self.info);
@@ -141,11 +154,7 @@ impl Job {
     }
 
     /// One submission of the window, within `timeout`.
-    async fn attempt(
-        &self,
-        attempt: u32,
-        scaled: Vec<ScaledFrame>,
-    ) -> Result<Vec<gst::Buffer>, JobError> {
+    async fn attempt(&self, attempt: u32, scaled: Vec<ScaledFrame>) -> Result<Edited, JobError> {
         // A panicking backend must not leave its window waiting forever.
         let edit = AssertUnwindSafe(self.edit(attempt, scaled)).catch_unwind();
         match tokio::time::timeout(self.timeout, edit).await {
@@ -159,19 +168,17 @@ impl Job {
     /// takes them, and the clip's frames are mapped back to the window's frames and
     /// scaled to the stream's format as they are decoded, so that the window is never
     /// held whole at the model's size.
-    async fn edit(
-        &self,
-        attempt: u32,
-        scaled: Vec<ScaledFrame>,
-    ) -> Result<Vec<gst::Buffer>, JobError> {
+    async fn edit(&self, attempt: u32, scaled: Vec<ScaledFrame>) -> Result<Edited, JobError> {
         let request = EditRequest {
             window: self.id,
             frames: self.frames(scaled),
             frame_rate: SEND_RATE,
             params: self.params.clone(),
+            anchor: self.continues.clone(),
             reporter: self.reports.job_reporter(attempt),
         };
-        let clip = self.backend.edit(request).await?;
+        let mut clip = self.backend.edit(request).await?;
+        let continuation = clip.take_continuation();
         let (count, out_info, threads) =
             (self.id.frames, self.info.clone(), self.converter_threads);
         blocking(move || {
@@ -188,7 +195,7 @@ impl Job {
             if !by_time.finish(&mut map)? {
                 return Err(JobError::EmptyClip);
             }
-            Ok(edited)
+            Ok((edited, continuation))
         })
         .await
     }

@@ -75,6 +75,17 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             )
             .flags(ready)
             .build(),
+        glib::ParamSpecDouble::builder("anchor-strength")
+            .blurb(
+                "seam=anchor with backend=candle: share of the denoising steps through which \
+                 the shared frames' latents are held to the window before's (1: through the \
+                 last step, 0: not held; the frames are still sent anchored)",
+            )
+            .minimum(0.0)
+            .maximum(1.0)
+            .default_value(d.anchor_strength)
+            .flags(playing)
+            .build(),
         glib::ParamSpecEnum::builder_with_default("resolution", d.resolution)
             .blurb("Model resolution class; the bucket closest in aspect ratio is used")
             .flags(ready)
@@ -204,6 +215,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "overlap-frames" => s.overlap_frames = typed(value),
         "blend" => s.blend = typed(value),
         "seam" => s.seam = typed(value),
+        "anchor-strength" => s.anchor_strength = typed(value),
         "resolution" => s.resolution = typed(value),
         "num-inference-steps" => s.num_inference_steps = typed(value),
         "guidance-scale" => s.guidance_scale = typed(value),
@@ -239,6 +251,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "overlap-frames" => s.overlap_frames.to_value(),
         "blend" => s.blend.to_value(),
         "seam" => s.seam.to_value(),
+        "anchor-strength" => s.anchor_strength.to_value(),
         "resolution" => s.resolution.to_value(),
         "num-inference-steps" => s.num_inference_steps.to_value(),
         "guidance-scale" => s.guidance_scale.to_value(),

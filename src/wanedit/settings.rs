@@ -61,6 +61,9 @@ pub struct Settings {
     pub overlap_frames: u32,
     pub blend: BlendMode,
     pub seam: Seam,
+    /// With `seam=anchor`: the share of denoising steps a latent-space backend holds the
+    /// shared frames through.
+    pub anchor_strength: f64,
     pub resolution: Resolution,
     /// 0: the model's default.
     pub num_inference_steps: u32,
@@ -96,6 +99,7 @@ impl Default for Settings {
             overlap_frames: DEFAULT_OVERLAP_FRAMES,
             blend: BlendMode::Linear,
             seam: Seam::Crossfade,
+            anchor_strength: 1.0,
             resolution: Resolution::P480,
             num_inference_steps: 0,
             guidance_scale: -1.0,

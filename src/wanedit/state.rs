@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gst_video::VideoInfo;
 
-use crate::backend::{Backend, Capabilities, Size};
+use crate::backend::{Backend, Capabilities, Continuation, Size};
 use crate::stream::blend::Samples;
 use crate::stream::composer::Composer;
 use crate::stream::planner::WindowPlanner;
@@ -26,13 +26,17 @@ pub struct Run {
     pub anchor: Option<Anchor>,
 }
 
-/// The frames a window gave back (edited, or its originals where it passed through) over
-/// the span the next window shares, in the stream's format: the next window is sent with
-/// them in place of its own first frames.
+/// The frames a window gave back (edited, or its originals where it passed through), in
+/// the stream's format: the next window is sent with those it shares in place of its own
+/// first frames.
 pub struct Anchor {
     /// The window they come from.
     pub window: u64,
+    /// The number of its first frame.
+    pub start: u64,
     pub frames: Vec<gst::Buffer>,
+    /// What the backend kept of that window to continue from.
+    pub continuation: Option<Continuation>,
 }
 
 /// The window geometry, fixed from READY->PAUSED on (where it was checked against the

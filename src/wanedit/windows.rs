@@ -9,7 +9,7 @@ use super::job::{Job, JobOutcome};
 use super::message::{WindowReporter, WindowState};
 use super::settings::Seam;
 use super::state::Anchor;
-use crate::backend::{self, WindowId};
+use crate::backend::{self, WindowAnchor, WindowId};
 use crate::stream::blend::Samples;
 use crate::stream::planner::Window;
 
@@ -55,19 +55,27 @@ impl WanEdit {
         let (scaled, anchor) = match settings.seam {
             Seam::Crossfade => (
                 run.scaled.for_window(window.start, window.end(), keep_from),
-                Vec::new(),
+                None,
             ),
             // The frames a window shares with the one before are not sent as they came:
             // nothing scaled is shared.
-            Seam::Anchor => (
-                Vec::new(),
-                run.anchor
-                    .take()
-                    .filter(|a| a.window + 1 == window.index)
-                    .map(|a| a.frames)
-                    .unwrap_or_default(),
-            ),
+            Seam::Anchor => (Vec::new(), run.anchor.take()),
         };
+        // What the window before gave back for the frames this one shares with it (the
+        // last window of a run may start earlier than a stride on, sharing more).
+        let anchor = anchor
+            .filter(|a| a.window + 1 == window.index && a.start <= window.start)
+            .map(|a| {
+                let offset = (window.start - a.start) as usize;
+                let frames = a.frames.get(offset..).unwrap_or_default().to_vec();
+                let continues = WindowAnchor {
+                    shared: frames.len().min(inputs.len()),
+                    offset,
+                    continuation: a.continuation,
+                    strength: settings.anchor_strength,
+                };
+                (frames, continues)
+            });
         let samples = run.samples;
         let id = WindowId {
             index: window.index,
@@ -86,7 +94,8 @@ impl WanEdit {
             info: run.info.clone(),
             send_size: run.send_size,
             scaled,
-            anchor,
+            anchor: anchor.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
+            continues: anchor.map(|a| a.1),
             converter_threads: converter_threads(in_flight),
             padded_len,
             params: settings.params(),
@@ -99,13 +108,14 @@ impl WanEdit {
         let epoch = state.epoch;
         let element = self.obj().downgrade();
         // The task posts `queued` itself, so that no report of the job can overtake it.
+        let start = window.start;
         let task = backend::runtime::runtime().spawn(async move {
             reports.post(WindowState::Queued, 1, None);
             let (attempt, outcome) = job.run().await;
             if let Some(element) = element.upgrade() {
                 element
                     .imp()
-                    .deliver(epoch, &reports, samples, attempt, outcome);
+                    .deliver(epoch, &reports, start, samples, attempt, outcome);
             }
             give_back_freed_memory();
         });
@@ -129,6 +139,7 @@ impl WanEdit {
         &self,
         epoch: u64,
         reports: &WindowReporter,
+        start: u64,
         samples: Samples,
         attempt: u32,
         outcome: JobOutcome,
@@ -151,15 +162,18 @@ impl WanEdit {
                 }
             )
         };
-        let frames = match outcome {
-            JobOutcome::Edited(frames) => {
+        let (frames, continuation) = match outcome {
+            JobOutcome::Edited {
+                frames,
+                continuation,
+            } => {
                 self.post(vec![reports.message(
                     self.obj().upcast_ref(),
                     WindowState::Done,
                     attempt,
                     None,
                 )]);
-                frames
+                (frames, continuation)
             }
             JobOutcome::PassedThrough { frames, cause } => {
                 let cause = cause.to_string();
@@ -175,24 +189,28 @@ impl WanEdit {
                         .src(&*self.obj())
                         .build(),
                 ]);
-                frames
+                (frames, None)
             }
             JobOutcome::Failed(cause) => {
                 let cause = cause.to_string();
                 return self.fail(epoch, reports, attempt, &cause, &failure(&cause));
             }
         };
-        let blend = self.settings.lock().unwrap().blend;
+        let (blend, seam) = {
+            let settings = self.settings.lock().unwrap();
+            (settings.blend, settings.seam)
+        };
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut().filter(|s| s.epoch == epoch) else {
             return;
         };
         state.jobs.remove(&id.index);
-        if let Some(run) = state.run.as_mut() {
-            let shared = state.windowing.stride() as usize;
-            run.anchor = (shared < frames.len()).then(|| Anchor {
+        if let Some(run) = state.run.as_mut().filter(|_| seam == Seam::Anchor) {
+            run.anchor = Some(Anchor {
                 window: id.index,
-                frames: frames[shared..].to_vec(),
+                start,
+                frames: frames.clone(),
+                continuation,
             });
         }
         let composed = state.composer.finish(id.index, frames, samples, blend);

@@ -45,6 +45,12 @@ pub struct Counters {
 type EditFn =
     dyn Fn(&EditRequest, Vec<RgbFrame>) -> Result<Vec<RgbFrame>, BackendError> + Send + Sync;
 
+/// As many frames as `frames`, of their size, all of one colour.
+pub fn tinted(frames: &[RgbFrame], rgb: [u8; 3]) -> Vec<RgbFrame> {
+    let f = &frames[0];
+    vec![RgbFrame::filled(f.width, f.height, rgb); frames.len()]
+}
+
 /// A backend that edits with a closure, after an optional delay.
 #[derive(Clone)]
 pub struct Editor {
@@ -80,17 +86,7 @@ impl Editor {
 
     /// Paints every frame of window k the flat colour `colour(k)`.
     pub fn tint(colour: fn(u64) -> [u8; 3]) -> Self {
-        Self::new(move |r, frames| {
-            let f = &frames[0];
-            Ok(vec![
-                RgbFrame::filled(
-                    f.width,
-                    f.height,
-                    colour(r.window.index)
-                );
-                frames.len()
-            ])
-        })
+        Self::new(move |r, frames| Ok(tinted(&frames, colour(r.window.index))))
     }
 
     /// Gives the frames back untouched.

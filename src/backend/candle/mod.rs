@@ -16,13 +16,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use candle_core::Tensor;
 use futures::future::BoxFuture;
 
 use super::{
-    Backend, BackendConfig, BackendError, Capabilities, ConfigError, EditRequest, EditedClip,
-    FrameCounts, JobUpdate, Resolution, RgbFrame, Size,
+    Backend, BackendConfig, BackendError, Capabilities, ConfigError, Continuation, EditRequest,
+    EditedClip, FrameCounts, JobUpdate, Resolution, RgbFrame, Size, WindowAnchor,
 };
-use crate::wan::{self, PipelineKind, Sampling, WanError};
+use crate::wan::{self, LatentAnchor, PipelineKind, Sampling, WanError};
 pub use settings::{CandleSettings, DeviceSpec, ModelDType};
 pub use shared::{ModelKey, SharedModel};
 
@@ -207,7 +208,10 @@ fn run(
         guidance_scale,
         noise: shared.noise(params.seed.unwrap_or_else(rand::random)),
         flow_shift: params.flow_shift,
-        anchor: None,
+        anchor: request
+            .anchor
+            .as_ref()
+            .and_then(|anchor| latent_anchor(anchor, params.seed)),
     };
     if request.frames.len() == 0 {
         return Err(BackendError::Frames("a window without frames".into()));
@@ -253,5 +257,76 @@ fn run(
             data,
         })
         .collect();
-    Ok(EditedClip::at_rate(frames, request.frame_rate))
+    Ok(EditedClip::at_rate(frames, request.frame_rate)
+        .continued_by(Continuation::new(FinalLatents(generation.final_latents))))
+}
+
+/// A window's final latents, `[1, C, T, h, w]`, which the next window of a `seam=anchor`
+/// stream continues from.
+struct FinalLatents(Tensor);
+
+/// The latent anchor of a window that continues another: its latent frames that cover
+/// only frames it shares with the window before, held to that window's latent frames of
+/// the same frames. Wan's VAE gives frame 0 a latent frame of its own and each next 4
+/// frames one more, so this window's latent frame `j >= 1` covers its frames `4j-3..=4j`;
+/// those whole groups inside the shared frames are anchored, each on the window before's
+/// latent frame nearest to the same frames (the same frames exactly where the offset
+/// between the windows is a multiple of 4, as with 81 frames and 17 shared).
+fn latent_anchor(anchor: &WindowAnchor, seed: Option<u64>) -> Option<LatentAnchor> {
+    let FinalLatents(earlier) = anchor.continuation.as_ref()?.get::<FinalLatents>()?;
+    let groups = anchor.shared.saturating_sub(1) / 4;
+    let from = (anchor.offset + 2) / 4 + 1;
+    let count = groups.min(earlier.dim(2).ok()?.saturating_sub(from));
+    if count == 0 {
+        return None;
+    }
+    Some(LatentAnchor {
+        latents: earlier.narrow(2, from, count).ok()?,
+        first: 1,
+        strength: anchor.strength,
+        seed: seed.unwrap_or_else(rand::random),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// The latent frames an anchor holds, of a window before whose 81 frames are 21
+    /// latent frames numbered by their value.
+    fn anchored(offset: usize, shared: usize, continuation: Continuation) -> Option<Vec<f32>> {
+        let anchor = WindowAnchor {
+            shared,
+            offset,
+            continuation: Some(continuation),
+            strength: 1.0,
+        };
+        latent_anchor(&anchor, Some(0)).map(|a| {
+            assert_eq!(a.first, 1);
+            a.latents.flatten_all().unwrap().to_vec1().unwrap()
+        })
+    }
+
+    #[test]
+    fn a_window_is_anchored_on_the_latents_of_the_frames_it_shares() {
+        let earlier = Tensor::arange(0f32, 21.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 21, 1, 1))
+            .unwrap();
+        let latents = || Continuation::new(FinalLatents(earlier.clone()));
+        // W=81, O=17: frames 1-16 of the next window are frames 65-80 of this one, its
+        // latent frames 17-20.
+        assert_eq!(
+            anchored(64, 17, latents()),
+            Some(vec![17.0, 18.0, 19.0, 20.0])
+        );
+        // O=16: three whole groups of 4 in frames 1-15, each on the nearest group.
+        assert_eq!(anchored(65, 16, latents()), Some(vec![17.0, 18.0, 19.0]));
+        // Under 5 shared frames there is no whole group past the first frame.
+        assert_eq!(anchored(77, 4, latents()), None);
+        // Another backend's continuation is no anchor.
+        assert_eq!(anchored(64, 17, Continuation::new(7u8)), None);
+    }
 }
