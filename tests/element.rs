@@ -850,3 +850,30 @@ fn seam_anchor_restarts_its_chain_after_a_flush() {
         "no anchor across a flush"
     );
 }
+
+#[test]
+fn seam_anchor_carries_across_a_prompt_change() {
+    let (editor, sent) = recording_editor(None);
+    let e = element(editor.clone(), 9, 2);
+    e.set_property_from_str("seam", "anchor");
+    e.set_property("prompt", "first");
+    let (mut h, info) = harness(&e, video_caps("RGB", 4, 4));
+    // Frame 8 completes window 0, which goes with the first prompt.
+    for i in 0..9 {
+        h.push(frame(&info, i, 7)).unwrap();
+    }
+    e.set_property("prompt", "second");
+    for i in 9..16 {
+        h.push(frame(&info, i, 7)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert_eq!(pull_all(&mut h).len(), 16);
+    let prompts: Vec<String> = editor.seen().into_iter().map(|s| s.prompt).collect();
+    assert_eq!(prompts, ["first", "second"]);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(
+        sent[1].1[..2],
+        [colour(0); 2],
+        "anchored on the first prompt's edit"
+    );
+}
