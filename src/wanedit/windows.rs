@@ -63,7 +63,7 @@ impl WanEdit {
         };
         // What the window before gave back for the frames this one shares with it (the
         // last window of a run may start earlier than a stride on, sharing more).
-        let anchor = anchor
+        let (anchor, continues) = anchor
             .filter(|a| a.window + 1 == window.index && a.start <= window.start)
             .map(|a| {
                 let offset = (window.start - a.start) as usize;
@@ -75,7 +75,8 @@ impl WanEdit {
                     strength: settings.anchor_strength,
                 };
                 (frames, continues)
-            });
+            })
+            .unzip();
         let samples = run.samples;
         let id = WindowId {
             index: window.index,
@@ -94,8 +95,8 @@ impl WanEdit {
             info: run.info.clone(),
             send_size: run.send_size,
             scaled,
-            anchor: anchor.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
-            continues: anchor.map(|a| a.1),
+            anchor: anchor.unwrap_or_default(),
+            continues,
             converter_threads: converter_threads(in_flight),
             padded_len,
             params: settings.params(),
