@@ -4,6 +4,11 @@
 //! are applied in window order: a window's frames either become a frame's picture or are
 //! crossfaded into the picture the earlier windows left (over the span they share). A
 //! frame leaves the queue once no window still to come covers it.
+//!
+//! An input frame's pixels are needed only until every window that covers it is planned:
+//! each window's job holds its own references, for the backend and for passing through.
+//! From then on the queue keeps only the frame's stamp (timestamps, flags, metas), so a
+//! window finished behind a slower one holds its edited frames and not its inputs too.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -13,7 +18,11 @@ use super::blend::{BlendMode, Samples, blend};
 use super::planner::Window;
 
 enum Item {
-    Frame { number: u64, input: gst::Buffer },
+    /// `input` is the input buffer, or once released an empty buffer with its stamp.
+    Frame {
+        number: u64,
+        input: gst::Buffer,
+    },
     Event(gst::Event),
 }
 
@@ -54,6 +63,10 @@ pub struct Composer {
     pictures: BTreeMap<u64, gst::Buffer>,
     /// End of the frames the applied windows cover.
     applied_end: u64,
+    /// End of the frames the planned windows cover.
+    planned_end: u64,
+    /// Frames below this hold only their stamp.
+    released_below: u64,
 }
 
 impl Composer {
@@ -86,6 +99,7 @@ impl Composer {
     /// Registers a window and returns references to its input frames.
     pub fn plan(&mut self, window: Window) -> Vec<gst::Buffer> {
         self.planned.push_back(window);
+        self.planned_end = self.planned_end.max(window.end());
         self.queue
             .iter()
             .filter_map(|item| match item {
@@ -160,6 +174,30 @@ impl Composer {
         Ok(())
     }
 
+    /// Keeps only the stamp of each input frame numbered below `settled_below` (in no
+    /// window planned from now on) whose window is planned.
+    pub fn release_inputs(&mut self, settled_below: u64) {
+        let limit = settled_below.min(self.planned_end);
+        if limit <= self.released_below {
+            return;
+        }
+        // Frames arrive in order: the ones not yet released are at the back.
+        for item in self.queue.iter_mut().rev() {
+            let Item::Frame { number, input } = item else {
+                continue;
+            };
+            if *number < self.released_below {
+                break;
+            }
+            if *number < limit {
+                let mut stamp = gst::Buffer::new();
+                copy_stamp(input, stamp.get_mut().expect("a new buffer is writable"));
+                *input = stamp;
+            }
+        }
+        self.released_below = limit;
+    }
+
     /// The next item of the output, if it is final: events as soon as they reach the front,
     /// a frame once it is below `settled_below` (no future window covers it) and every
     /// planned window that covers it has been applied.
@@ -186,7 +224,12 @@ impl Composer {
 
 /// The input buffer with its pixels replaced: timestamps, offsets, flags and metas stay.
 fn with_picture(input: gst::Buffer, mut picture: gst::Buffer) -> gst::Buffer {
-    let out = picture.make_mut();
+    copy_stamp(&input, picture.make_mut());
+    picture
+}
+
+/// Copies a frame's timestamps, offsets, flags and metas from `input` onto `out`.
+fn copy_stamp(input: &gst::BufferRef, out: &mut gst::BufferRef) {
     let copy =
         gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META;
     if input.copy_into(out, copy, ..).is_err() {
@@ -201,7 +244,6 @@ fn with_picture(input: gst::Buffer, mut picture: gst::Buffer) -> gst::Buffer {
             break;
         }
     }
-    picture
 }
 
 #[cfg(test)]
@@ -275,6 +317,51 @@ mod tests {
         assert!(c.pop_ready(0).is_none());
         assert_eq!(first_byte(c.pop_ready(1).unwrap()), (0, 7));
         assert!(matches!(c.pop_ready(1), Some(Output::Event(_))));
+    }
+
+    #[test]
+    fn settled_inputs_are_let_go_and_keep_their_stamp() {
+        gst::init().unwrap();
+        let mut c = Composer::default();
+        let inputs: Vec<_> = (0..4)
+            .map(|n| {
+                let mut b = input(n * 10);
+                gst::meta::ReferenceTimestampMeta::add(
+                    b.get_mut().unwrap(),
+                    &gst::Caps::new_empty_simple("timestamp/x-test"),
+                    gst::ClockTime::from_seconds(n),
+                    None,
+                );
+                b
+            })
+            .collect();
+        for (n, b) in inputs.iter().enumerate() {
+            c.push_frame(n as u64, b.clone());
+        }
+        let window = Window {
+            index: 0,
+            start: 0,
+            len: 3,
+        };
+        drop(c.plan(window));
+        // Frames 0 and 1 are in no window to come; 2 may be; 3 is in none planned yet.
+        c.release_inputs(2);
+        // A buffer is writable when no one else holds it.
+        let only_ours: Vec<_> = inputs.iter().map(|b| b.is_writable()).collect();
+        assert_eq!(only_ours, vec![true, true, false, false]);
+        c.finish(0, vec![frame(9); 3], Samples::U8, BlendMode::Linear)
+            .unwrap();
+        let out: Vec<_> = std::iter::from_fn(|| c.pop_ready(2)).collect();
+        assert_eq!(out.len(), 2);
+        for (n, out) in out.into_iter().enumerate() {
+            let Output::Frame(b) = out else {
+                panic!("expected a frame")
+            };
+            assert_eq!(b.pts(), Some(gst::ClockTime::from_nseconds(n as u64 * 10)));
+            assert_eq!(b.map_readable().unwrap()[0], 9);
+            let meta = b.meta::<gst::meta::ReferenceTimestampMeta>().unwrap();
+            assert_eq!(meta.timestamp(), gst::ClockTime::from_seconds(n as u64));
+        }
     }
 
     #[test]

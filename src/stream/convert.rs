@@ -4,6 +4,7 @@
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 
 use crate::frame::{RgbFrame, Size};
+use crate::memory::frame_buffer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -21,6 +22,8 @@ pub enum ConvertError {
     },
     #[error("cannot map a frame: {0}")]
     Map(gst::glib::BoolError),
+    #[error("cannot allocate a frame: {0}")]
+    Alloc(#[from] std::io::Error),
     #[error("a {got}-byte RGB image cannot be {size}")]
     BadImage { got: usize, size: Size },
 }
@@ -88,7 +91,7 @@ impl Scaler {
     pub fn convert(&self, input: &gst::BufferRef) -> Result<gst::Buffer, ConvertError> {
         let src = VideoFrameRef::from_buffer_ref_readable(input, &self.in_info)
             .map_err(ConvertError::Map)?;
-        let mut out = gst::Buffer::with_size(self.out_info.size()).map_err(ConvertError::Map)?;
+        let mut out = frame_buffer(self.out_info.size())?;
         {
             let out = out.get_mut().expect("a new buffer is writable");
             let mut dst = VideoFrameRef::from_buffer_ref_writable(out, &self.out_info)
@@ -182,6 +185,13 @@ fn packed_rgb_buffer(image: &RgbFrame, info: &VideoInfo) -> Result<gst::Buffer, 
     Ok(gst::Buffer::from_mut_slice(data))
 }
 
+/// Threads each of `concurrent` converters may use: the cores, shared, so that one alone
+/// uses them all and several do not fight over them.
+pub fn threads_for(concurrent: usize) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores / concurrent.max(1)).max(1) as u32
+}
+
 /// Copies a frame into the default layout of `info` (input buffers may carry a VideoMeta
 /// with their own strides and offsets).
 pub fn to_default_layout(
@@ -189,7 +199,7 @@ pub fn to_default_layout(
     info: &VideoInfo,
 ) -> Result<gst::Buffer, ConvertError> {
     let src = VideoFrameRef::from_buffer_ref_readable(input, info).map_err(ConvertError::Map)?;
-    let mut out = gst::Buffer::with_size(info.size()).map_err(ConvertError::Map)?;
+    let mut out = frame_buffer(info.size())?;
     {
         let out = out.get_mut().expect("a new buffer is writable");
         let mut dst =

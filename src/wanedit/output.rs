@@ -17,6 +17,7 @@ impl WanEdit {
                 return;
             };
             let settled = state.settled_below();
+            state.composer.release_inputs(settled);
             if let Some(output) = state.composer.pop_ready(settled) {
                 break output;
             }

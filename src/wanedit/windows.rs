@@ -11,6 +11,7 @@ use super::settings::Seam;
 use super::state::Anchor;
 use crate::backend::{self, WindowAnchor, WindowId};
 use crate::stream::blend::Samples;
+use crate::stream::convert;
 use crate::stream::planner::Window;
 
 impl WanEdit {
@@ -97,7 +98,7 @@ impl WanEdit {
             scaled,
             anchor: anchor.unwrap_or_default(),
             continues,
-            converter_threads: converter_threads(in_flight),
+            converter_threads: convert::threads_for(in_flight),
             padded_len,
             params: settings.params(),
             on_error: settings.on_error,
@@ -118,7 +119,7 @@ impl WanEdit {
                     .imp()
                     .deliver(epoch, &reports, start, samples, attempt, outcome);
             }
-            give_back_freed_memory();
+            crate::memory::give_back_freed();
         });
         state.jobs.insert(window.index, task.abort_handle());
         drop(guard);
@@ -269,24 +270,4 @@ impl WanEdit {
         }
         Ok(())
     }
-}
-
-/// Hands the memory a window freed back to the system. A window passes through
-/// hundreds of frame-sized buffers on several threads; glibc keeps what they freed in each
-/// thread's arena (its threshold for giving large blocks their own mapping rises to the
-/// size of the blocks freed), so that over hours the process would hold the peak of every
-/// arena at once instead of what its windows hold now.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory, and may be called from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Threads each of a window's converters may use: the cores, shared by the windows in
-/// flight, so that one window alone uses them all and several do not fight over them.
-fn converter_threads(in_flight: usize) -> u32 {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    (cores / in_flight.max(1)).max(1) as u32
 }

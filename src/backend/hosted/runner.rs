@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use super::http::Http;
@@ -19,6 +19,7 @@ use crate::backend::{
     Backend, BackendError, Capabilities, EditParams, EditRequest, EditedClip, FrameCounts,
     JobReporter, JobUpdate, Resolution, Size,
 };
+use crate::memory::give_back_freed;
 
 /// The first poll comes this long after the job was created; each next one 1.5 times later,
 /// up to `POLL_MAX`.
@@ -174,6 +175,8 @@ pub trait Protocol: Send + Sync + 'static {
     }
 }
 
+const NEVER_CLOSED: &str = "the runner never closes its semaphores";
+
 /// A hosted backend: one protocol over the shared runner.
 pub struct Hosted<P>(Arc<Runner<P>>);
 
@@ -183,6 +186,12 @@ struct Runner<P> {
     http: Http,
     /// Zero means no limit.
     job_timeout: Duration,
+    /// One window at a time is encoded, and one decoded (its clip taken frame by frame).
+    /// Each takes every core, so the CPU loses nothing to the wait, and memory gains a
+    /// lot: an x264 encoder holds tens of MiB of its own, and a window being decoded is
+    /// held twice (its inputs wait with the job for a retry while its edit is made).
+    encoding: Semaphore,
+    decoding: Arc<Semaphore>,
 }
 
 impl<P: Protocol> Hosted<P> {
@@ -192,6 +201,8 @@ impl<P: Protocol> Hosted<P> {
             protocol,
             http,
             job_timeout,
+            encoding: Semaphore::new(1),
+            decoding: Arc::new(Semaphore::new(1)),
         }))
     }
 }
@@ -210,7 +221,11 @@ impl<P: Protocol> Runner<P> {
         }
         let size = frames.size();
 
-        let clip = blocking(move || media::encode_mp4(frames, frame_rate)).await?;
+        let encoding = self.encoding.acquire().await.expect(NEVER_CLOSED);
+        let clip = blocking(move || media::encode_mp4(frames, frame_rate)).await;
+        drop(encoding);
+        give_back_freed();
+        let clip = clip?;
         let video = self
             .protocol
             .stage(
@@ -263,10 +278,18 @@ impl<P: Protocol> Runner<P> {
             Output::Url(url) => self.http.download(&url).await?,
             Output::Inline(data) => data,
         };
+        let decoding = self
+            .decoding
+            .clone()
+            .acquire_owned()
+            .await
+            .expect(NEVER_CLOSED);
         let frames = blocking(move || Ok(media::decode_mp4(data)?)).await?;
-        Ok(EditedClip::in_time_order(
-            frames.map(|frame| frame.map_err(BackendError::from)),
-        ))
+        Ok(EditedClip::in_time_order(frames.map(move |frame| {
+            // Held until the clip is taken or dropped.
+            let _ = &decoding;
+            frame.map_err(BackendError::from)
+        })))
     }
 
     async fn wait(&self, job: &Job, reporter: &JobReporter) -> Result<Output, BackendError> {
