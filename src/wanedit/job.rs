@@ -12,8 +12,8 @@ use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
 use crate::backend::retry::backoff;
 use crate::backend::{
-    Backend, BackendError, Continuation, EditParams, EditRequest, RgbFrame, Size, WindowAnchor,
-    WindowFrames, WindowId,
+    Backend, BackendError, Continuation, EditParams, EditRequest, EditedClip, RgbFrame, Size,
+    WindowAnchor, WindowFrames, WindowId,
 };
 use crate::stream::convert::{self, ConvertError, FromRgb, ToRgb};
 use crate::stream::scaled::ScaledFrame;
@@ -88,9 +88,6 @@ pub struct Job {
     pub reports: WindowReporter,
 }
 
-/// A window's edited frames and what the backend kept to continue from.
-type Edited = (Vec<gst::Buffer>, Option<Continuation>);
-
 pub enum JobOutcome {
     /// One edited frame per input frame, in the stream's format (default layout), and
     /// what the backend kept for the next window to continue from.
@@ -98,13 +95,23 @@ pub enum JobOutcome {
         frames: Vec<gst::Buffer>,
         continuation: Option<Continuation>,
     },
-    /// The original frames (default layout) of a window that failed under
-    /// `on-error=passthrough`.
+    /// A window that failed under `on-error=passthrough`: its original frames (default
+    /// layout), after the first `edited` ones where the clip broke off while it was being
+    /// taken back (those are the edit it held: their originals were let go as they came).
     PassedThrough {
         frames: Vec<gst::Buffer>,
+        edited: usize,
         cause: JobError,
     },
     Failed(JobError),
+}
+
+/// A clip that broke off while it was being taken back: the edits made, the original
+/// frames they had not replaced yet, and why.
+struct BrokenOff {
+    edited: Vec<gst::Buffer>,
+    originals: Vec<gst::Buffer>,
+    cause: JobError,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -117,15 +124,15 @@ async fn blocking<T: Send + 'static>(
 
 impl Job {
     /// Edits the window, submitting it again (after a backoff) while it fails for a
-    /// reason that may pass and retries are left. Returns the last attempt's number and
-    /// the outcome.
+    /// reason that may pass and retries are left, then takes the clip back. Returns the
+    /// last attempt's number and the outcome.
     pub async fn run(mut self) -> (u32, JobOutcome) {
         // Only the first attempt takes the frames shared with the windows around: a frame
         // is held scaled only as long as a window still to take it holds it, and a retry
         // scales this window's frames again rather than have them held meanwhile.
         let mut scaled = std::mem::take(&mut self.scaled);
         let mut attempt = 1;
-        let edited = loop {
+        let clip = loop {
             match self.attempt(attempt, std::mem::take(&mut scaled)).await {
                 Err(cause) if cause.may_pass() && attempt <= self.retries => {
                     self.reports
@@ -133,28 +140,39 @@ impl Job {
                     tokio::time::sleep(backoff(WINDOW_RETRY_BASE, attempt)).await;
                     attempt += 1;
                 }
-                edited => break edited,
+                clip => break clip,
             }
         };
-        let outcome = match (edited, self.on_error) {
-            (Ok((frames, continuation)), _) => JobOutcome::Edited {
-                frames,
-                continuation,
-            },
-            (Err(cause), OnError::Fail) => JobOutcome::Failed(cause),
-            (Err(cause), OnError::Passthrough) => {
-                let (inputs, info) = (self.inputs, self.info);
-                match blocking(move || originals(&inputs, &info)).await {
-                    Ok(frames) => JobOutcome::PassedThrough { frames, cause },
-                    Err(e) => JobOutcome::Failed(e),
+        let outcome = match clip {
+            Ok(mut clip) => {
+                let continuation = clip.take_continuation();
+                match self.take_back(clip).await {
+                    Ok(frames) => JobOutcome::Edited {
+                        frames,
+                        continuation,
+                    },
+                    Err(broken) => self.give_up(broken).await,
                 }
+            }
+            Err(cause) => {
+                let originals = std::mem::take(&mut self.inputs);
+                self.give_up(Box::new(BrokenOff {
+                    edited: Vec::new(),
+                    originals,
+                    cause,
+                }))
+                .await
             }
         };
         (attempt, outcome)
     }
 
-    /// One submission of the window, within `timeout`.
-    async fn attempt(&self, attempt: u32, scaled: Vec<ScaledFrame>) -> Result<Edited, JobError> {
+    /// One submission of the window, within `timeout`: the edited clip, not yet taken.
+    async fn attempt(
+        &self,
+        attempt: u32,
+        scaled: Vec<ScaledFrame>,
+    ) -> Result<EditedClip, JobError> {
         // A panicking backend must not leave its window waiting forever.
         let edit = AssertUnwindSafe(self.edit(attempt, scaled)).catch_unwind();
         match tokio::time::timeout(self.timeout, edit).await {
@@ -164,11 +182,9 @@ impl Job {
         }
     }
 
-    /// Edits the window: its frames are scaled to the backend's geometry as the backend
-    /// takes them, and the clip's frames are mapped back to the window's frames and
-    /// scaled to the stream's format as they are decoded, so that the window is never
-    /// held whole at the model's size.
-    async fn edit(&self, attempt: u32, scaled: Vec<ScaledFrame>) -> Result<Edited, JobError> {
+    /// Sends the window: its frames are scaled to the backend's geometry as the backend
+    /// takes them, so that the window is never held whole at the model's size.
+    async fn edit(&self, attempt: u32, scaled: Vec<ScaledFrame>) -> Result<EditedClip, JobError> {
         let request = EditRequest {
             window: self.id,
             frames: self.frames(scaled),
@@ -177,27 +193,80 @@ impl Job {
             anchor: self.continues.clone(),
             reporter: self.reports.job_reporter(attempt),
         };
-        let mut clip = self.backend.edit(request).await?;
-        let continuation = clip.take_continuation();
+        Ok(self.backend.edit(request).await?)
+    }
+
+    /// Maps the clip's frames to the window's frames and scales them to the stream's
+    /// format as they are decoded. Each input frame is let go once its edit is made: a
+    /// window is not held twice, which with several windows in flight would be one window
+    /// more of memory. The clip is here, so nothing of this is sent again: a clip that
+    /// breaks off (it is not retried) leaves the edits made and the originals not yet
+    /// replaced.
+    async fn take_back(&mut self, clip: EditedClip) -> Result<Vec<gst::Buffer>, Box<BrokenOff>> {
         let (count, out_info, threads) =
             (self.id.frames, self.info.clone(), self.converter_threads);
-        blocking(move || {
+        let mut originals = std::mem::take(&mut self.inputs).into_iter();
+        let taken = tokio::task::spawn_blocking(move || {
             let mut back = FromRgb::new(&out_info, threads);
             let mut edited = Vec::with_capacity(count);
             let mut by_time = ByTime::new(count, SEND_RATE);
             let mut map = |image: &RgbFrame| {
                 edited.push(back.convert(image)?);
+                originals.next();
                 Ok::<_, JobError>(())
             };
-            for frame in clip.into_frames() {
-                by_time.push(frame?, &mut map)?;
+            let mapped = || {
+                for frame in clip.into_frames() {
+                    by_time.push(frame?, &mut map)?;
+                }
+                if !by_time.finish(&mut map)? {
+                    return Err(JobError::EmptyClip);
+                }
+                Ok(())
+            };
+            match mapped() {
+                Ok(()) => Ok(edited),
+                Err(cause) => Err(Box::new(BrokenOff {
+                    edited,
+                    originals: originals.collect(),
+                    cause,
+                })),
             }
-            if !by_time.finish(&mut map)? {
-                return Err(JobError::EmptyClip);
-            }
-            Ok((edited, continuation))
         })
-        .await
+        .await;
+        taken.unwrap_or_else(|e| {
+            Err(Box::new(BrokenOff {
+                edited: Vec::new(),
+                originals: Vec::new(),
+                cause: JobError::Worker(e.to_string()),
+            }))
+        })
+    }
+
+    /// What a window that failed gives: nothing under `on-error=fail`, else its frames as
+    /// they are (the edits made, then the originals).
+    async fn give_up(&self, broken: Box<BrokenOff>) -> JobOutcome {
+        let BrokenOff {
+            mut edited,
+            originals,
+            cause,
+        } = *broken;
+        if self.on_error == OnError::Fail || edited.len() + originals.len() != self.id.frames {
+            return JobOutcome::Failed(cause);
+        }
+        let info = self.info.clone();
+        match blocking(move || originals_in_default_layout(&originals, &info)).await {
+            Ok(originals) => {
+                let made = edited.len();
+                edited.extend(originals);
+                JobOutcome::PassedThrough {
+                    frames: edited,
+                    edited: made,
+                    cause,
+                }
+            }
+            Err(e) => JobOutcome::Failed(e),
+        }
     }
 
     /// The window's frames at `send_size`, each scaled when the backend takes it (or
@@ -245,7 +314,10 @@ impl Job {
     }
 }
 
-fn originals(inputs: &[gst::Buffer], info: &VideoInfo) -> Result<Vec<gst::Buffer>, JobError> {
+fn originals_in_default_layout(
+    inputs: &[gst::Buffer],
+    info: &VideoInfo,
+) -> Result<Vec<gst::Buffer>, JobError> {
     Ok(inputs
         .iter()
         .map(|b| convert::to_default_layout(b, info))

@@ -177,9 +177,20 @@ impl WanEdit {
                 )]);
                 (frames, continuation)
             }
-            JobOutcome::PassedThrough { frames, cause } => {
+            JobOutcome::PassedThrough {
+                frames,
+                edited,
+                cause,
+            } => {
                 let cause = cause.to_string();
-                let text = format!("{}; passing its original frames through", failure(&cause));
+                let passing = match edited {
+                    0 => "passing its original frames through".to_owned(),
+                    _ => format!(
+                        "its clip broke off after {edited} frames: passing those as edited \
+                         and its original frames from there on"
+                    ),
+                };
+                let text = format!("{}; {passing}", failure(&cause));
                 self.post(vec![
                     reports.message(
                         self.obj().upcast_ref(),
