@@ -877,3 +877,98 @@ fn seam_anchor_carries_across_a_prompt_change() {
         "anchored on the first prompt's edit"
     );
 }
+
+/// Answers every window with a clip of white frames that breaks off after `after` of
+/// them, as a file corrupt half-way does.
+struct BreaksOff {
+    after: usize,
+}
+
+impl gstwanedit::backend::Backend for BreaksOff {
+    fn name(&self) -> &str {
+        "breaks-off"
+    }
+
+    fn capabilities(&self, _resolution: Resolution) -> gstwanedit::backend::Capabilities {
+        gstwanedit::backend::Capabilities {
+            sizes: vec![],
+            frame_counts: gstwanedit::backend::FrameCounts::WAN,
+            reference_image: false,
+            max_concurrency: 1,
+        }
+    }
+
+    fn edit(
+        &self,
+        mut request: gstwanedit::backend::EditRequest,
+    ) -> futures::future::BoxFuture<'static, Result<gstwanedit::backend::EditedClip, BackendError>>
+    {
+        use gstwanedit::backend::{ClipFrame, EditedClip, frame_time};
+        let after = self.after;
+        Box::pin(async move {
+            let frames = (&mut request.frames).collect::<Result<Vec<_>, _>>()?;
+            let (size, rate) = (request.frames.size(), request.frame_rate);
+            let white = RgbFrame::filled(size.width, size.height, [255; 3]);
+            let clip = (0..frames.len()).map(move |i| {
+                if i < after {
+                    Ok(ClipFrame {
+                        pts: frame_time(i as u64, rate),
+                        image: white.clone(),
+                    })
+                } else {
+                    Err(BackendError::Frames("the clip breaks off".into()))
+                }
+            });
+            Ok(EditedClip::in_time_order(clip))
+        })
+    }
+}
+
+#[test]
+fn a_clip_that_breaks_off_passes_the_edits_made_and_the_originals_after() {
+    init();
+    let e = gst::ElementFactory::make("wanedit")
+        .property("window-frames", 9u32)
+        .property("overlap-frames", 0u32)
+        .property_from_str("on-error", "passthrough")
+        .build()
+        .unwrap()
+        .downcast::<gstwanedit::WanEdit>()
+        .unwrap();
+    e.set_shared_backend(Arc::new(BreaksOff { after: 4 }));
+    let (mut h, info) = harness(&e, video_caps("I420", 16, 8));
+    let bus = gst::Bus::new();
+    e.set_bus(Some(&bus));
+    for i in 0..9 {
+        h.push(frame(&info, i, 10 + i as u8)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut h);
+    assert_eq!(out.len(), 9, "no frame lost");
+    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // The clip's 4 frames cover the window's first frames up to where they are nearest.
+    let edited: usize = warnings[0]
+        .split("broke off after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!((1..=4).contains(&edited), "{warnings:?}");
+    assert!(warnings[0].contains("the clip breaks off"), "{warnings:?}");
+    for (i, b) in out.iter().enumerate() {
+        let pts = gst::ClockTime::from_nseconds(i as u64 * FRAME_NS);
+        assert_eq!(b.pts(), Some(pts), "frame {i} keeps its PTS");
+        let luma = b.map_readable().unwrap()[0];
+        if i < edited {
+            assert_eq!(luma, 235, "frame {i} shows the edit");
+        } else {
+            assert_eq!(luma, 10 + i as u8, "frame {i} is its original");
+        }
+    }
+}

@@ -55,17 +55,7 @@ fn two_minutes_through_faults_lose_no_frame() {
         report.faults_served(),
         report.requests
     );
-    // The memory rule the element does not meet yet (docs/reliability.md): the peak
-    // within (max-in-flight + 2) windows of input frames + 150 MiB. The input and edited
-    // frames of the windows waiting behind a slow one hold more than that. The report
-    // shows the rules, `scripts/soak.sh` exits non-zero on them; until the element meets
-    // them, a peak of twice the bound is the guard: whole windows held at the model's
-    // size, as before the edit path streamed them, put it at 1.2 to 1.9 GiB.
-    println!("memory rules broken: {:?}", report.broken_rules());
-    assert!(
-        report.peak_rss() <= 2 * report.rss_bound,
-        "peak RSS {} MiB, over twice the bound of {} MiB",
-        report.peak_rss() >> 20,
-        report.rss_bound >> 20
-    );
+    // Peak RSS within (max-in-flight + 2) windows of input frames + 150 MiB, and no
+    // growth over the last half of the run (docs/reliability.md).
+    assert_eq!(report.broken_rules(), Vec::<String>::new());
 }
