@@ -11,6 +11,16 @@ use gst::prelude::*;
 use gstwanedit::backend::{BackendError, Resolution, RgbFrame, Size};
 use support::*;
 
+/// The texts of the warnings posted on `bus` so far, in order.
+fn warnings(bus: &gst::Bus) -> Vec<String> {
+    std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn colour(k: u64) -> [u8; 3] {
     [
         (40 + 70 * k % 200) as u8,
@@ -396,12 +406,7 @@ fn passthrough_outputs_the_original_frames_and_warns() {
             "frame {i}"
         );
     }
-    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop())
-        .filter_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(w.error().to_string()),
-            _ => None,
-        })
-        .collect();
+    let warnings = warnings(&bus);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     for k in 0..3 {
         assert!(
@@ -635,12 +640,7 @@ fn a_panicking_backend_fails_its_window_instead_of_hanging() {
     e.set_bus(Some(&bus));
     let (out, _h) = run_harness(&e, video_caps("GRAY8", 4, 4), 12, 77);
     assert_eq!(out.len(), 12);
-    let warning = std::iter::from_fn(|| bus.pop())
-        .find_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(w.error().to_string()),
-            _ => None,
-        })
-        .unwrap();
+    let warning = warnings(&bus).remove(0);
     assert!(
         warning.contains("window 1 ")
             && warning.contains("the backend panicked: index out of bounds in the model"),
@@ -945,12 +945,7 @@ fn a_clip_that_breaks_off_passes_the_edits_made_and_the_originals_after() {
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
     assert_eq!(out.len(), 9, "no frame lost");
-    let warnings: Vec<String> = std::iter::from_fn(|| bus.pop())
-        .filter_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(w.error().to_string()),
-            _ => None,
-        })
-        .collect();
+    let warnings = warnings(&bus);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     // The clip's 4 frames cover the window's first frames up to where they are nearest.
     let edited: usize = warnings[0]
