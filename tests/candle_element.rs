@@ -50,6 +50,41 @@ fn candle_element(case: &str, frames: u32) -> gst::Element {
         .unwrap()
 }
 
+/// A copy of a case's model of this test's own: pinned noise holds for every element
+/// sharing a model, and a copy in another directory is another model, which no test
+/// running beside this one loads.
+fn private_model(case: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wanedit-{case}-{}", std::process::id()));
+    support::copy_dir(&case_dir(case).join("model"), &dir);
+    dir
+}
+
+/// Pulls every sample up to EOS, and the messages the bus had; an error on the bus (a
+/// failed window) fails the test at once with its text, instead of after `TIMEOUT`.
+fn run_to_eos(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+) -> (Vec<gst::Sample>, Vec<gst::Message>) {
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(TIMEOUT.seconds());
+    let (mut samples, mut messages) = (Vec::new(), Vec::new());
+    loop {
+        messages.extend(bus.iter());
+        for message in &messages {
+            if let gst::MessageView::Error(e) = message.view() {
+                panic!("error on the bus: {} ({:?})", e.error(), e.debug());
+            }
+        }
+        match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            Some(sample) => samples.push(sample),
+            None if sink.is_eos() => break,
+            None => assert!(Instant::now() < deadline, "no EOS within {TIMEOUT}"),
+        }
+    }
+    messages.extend(bus.iter());
+    (samples, messages)
+}
+
 /// Waits for the element's READY->PAUSED to be committed, or fails.
 fn wait_paused(element: &gst::Element) {
     let (result, current, _) = element.state(TIMEOUT);
@@ -102,6 +137,8 @@ fn edit_case_through_element(case: &str) {
         .format(gst::Format::Time)
         .build();
     let edit = candle_element(case, spec.num_frames as u32);
+    let model = private_model(case);
+    edit.set_property("model", model.to_str().unwrap());
     edit.set_property("prompt", &spec.prompt);
     edit.set_property("negative-prompt", &spec.negative_prompt);
     edit.set_property("num-inference-steps", spec.num_inference_steps as u32);
@@ -119,21 +156,23 @@ fn edit_case_through_element(case: &str) {
         Ok(gst::StateChangeSuccess::Async)
     );
     wait_paused(&edit);
-    let shared = registry::lookup(&cpu_key(case)).expect("the element holds the model");
+    let key = ModelKey::new(model.to_str().unwrap(), DeviceSpec::Cpu, DType::F32).unwrap();
+    let shared = registry::lookup(&key).expect("the element holds the model");
     shared.pin_noise(Some(noise));
 
     for buffer in buffers {
         src.push_buffer(buffer).unwrap();
     }
     src.end_of_stream().unwrap();
+    let (samples, bus_messages) = run_to_eos(&pipeline, &sink);
     let mut edited = Vec::new();
-    while let Some(sample) = sink.try_pull_sample(TIMEOUT) {
+    for sample in samples {
         let buffer = sample.buffer().unwrap().map_readable().unwrap();
         edited.extend(buffer.iter().map(|&v| v as f32 / 255.0));
     }
-    let bus_messages: Vec<gst::Message> = pipeline.bus().unwrap().iter().collect();
     pipeline.set_state(gst::State::Null).unwrap();
-    shared.pin_noise(None);
+    drop(shared);
+    std::fs::remove_dir_all(model).unwrap();
 
     let expected_values = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(
@@ -595,16 +634,15 @@ fn anchored_stream(case: &str, anchor_strength: f64) -> (Vec<Vec<u8>>, Vec<u64>)
         src.push_buffer(buffer).unwrap();
     }
     src.end_of_stream().unwrap();
+    let (samples, messages) = run_to_eos(&pipeline, &sink);
     let mut frames = Vec::new();
     let mut pts = Vec::new();
-    while let Some(sample) = sink.try_pull_sample(TIMEOUT) {
+    for sample in samples {
         let buffer = sample.buffer().unwrap();
         pts.push(buffer.pts().unwrap().mseconds());
         frames.push(buffer.map_readable().unwrap().to_vec());
     }
-    let done: Vec<u64> = pipeline
-        .bus()
-        .unwrap()
+    let done: Vec<u64> = messages
         .iter()
         .filter_map(|m| m.structure().map(|s| s.to_owned()))
         .filter(|s| s.name() == "wanedit-window" && s.get::<&str>("state") == Ok("done"))

@@ -12,7 +12,10 @@ impl WanEdit {
         let mut guard = self.state.lock().unwrap();
         let output = loop {
             let Some(state) = guard.as_mut().filter(|s| !s.flushing && !s.failed) else {
-                drop(guard);
+                // Paused with the state locked: whoever makes the stream runnable (a
+                // backend loaded, a flush ended) does so under the lock and starts the
+                // task after, so that start cannot come between our look and this pause
+                // and be lost.
                 let _ = self.srcpad.pause_task();
                 return;
             };

@@ -117,7 +117,8 @@ impl SharedModel {
     /// Makes every edit with this model start from `noise` (shaped as the pipeline draws
     /// it, `[1, C, T, h, w]`) instead of a draw from the seed, or from the seed again
     /// with `None`. This reproduces a reference run whose noise was saved, as the parity
-    /// cases are.
+    /// cases are. It holds for every element sharing the model, whose windows of another
+    /// length then fail on the noise's shape: pin only a model no other element uses.
     pub fn pin_noise(&self, noise: Option<Tensor>) {
         *self.pinned_noise.lock().unwrap() = noise;
     }
