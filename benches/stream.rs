@@ -8,6 +8,7 @@ mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gstwanedit::stream::blend::{Samples, blend};
+use gstwanedit::stream::convert::Scaler;
 
 const FORMATS: [(&str, i32, i32); 2] = [("I420", 1920, 1080), ("RGBA", 1920, 1080)];
 
@@ -39,6 +40,41 @@ fn blend_frames(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("blend", format), |b| {
             b.iter(|| blend(&mut dst, std::hint::black_box(&src), 0.37, samples))
+        });
+    }
+    g.finish();
+}
+
+/// A 1080p I420 frame to packed RGB at the 848x480 bucket and back, one thread each:
+/// `VideoConverter` alone, and the element's `Scaler`, which resizes 8-bit planes with
+/// fast_image_resize and converts colours with `VideoConverter` at the smaller size.
+fn scale(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scale-1080p");
+    g.throughput(Throughput::Elements(1));
+    let big = video_info("I420", 1920, 1080);
+    let small = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 848, 480)
+        .fps(big.fps())
+        .colorimetry(&"sRGB".parse().unwrap())
+        .build()
+        .unwrap();
+    for (way, from, to) in [("down", &big, &small), ("up", &small, &big)] {
+        let input =
+            gst::Buffer::from_slice((0..from.size()).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+        let converter = gst_video::VideoConverter::new(from, to, None).unwrap();
+        let mut out = gst::Buffer::with_size(to.size()).unwrap();
+        g.bench_function(BenchmarkId::new("videoconverter", way), |b| {
+            b.iter(|| {
+                let src = gst_video::VideoFrameRef::from_buffer_ref_readable(input.as_ref(), from)
+                    .unwrap();
+                let mut dst =
+                    gst_video::VideoFrameRef::from_buffer_ref_writable(out.get_mut().unwrap(), to)
+                        .unwrap();
+                converter.frame_ref(&src, &mut dst);
+            })
+        });
+        let scaler = Scaler::new(from, to, 1).unwrap();
+        g.bench_function(BenchmarkId::new("wanedit-scaler", way), |b| {
+            b.iter(|| scaler.convert(std::hint::black_box(&input)).unwrap())
         });
     }
     g.finish();
@@ -82,5 +118,5 @@ fn element(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, blend_frames, element);
+criterion_group!(benches, blend_frames, scale, element);
 criterion_main!(benches);
