@@ -1,5 +1,6 @@
 //! Output frames per second of a pipeline whose hosted jobs take a fixed time, against
-//! `max-in-flight`; then what one window costs this machine (encode and decode).
+//! `max-in-flight`; then what each step of one window costs this machine: scaling the
+//! input to the model size, encoding, decoding, and scaling the edit back.
 //!
 //!     cargo bench --bench hosted_throughput
 //!
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use gstwanedit::backend::hosted::media;
 use gstwanedit::backend::{ClipFrame, RgbFrame};
+use gstwanedit::frame::Size;
+use gstwanedit::stream::convert::{FromRgb, ToRgb};
 use hosted::pipeline::run;
 use hosted::server::KEY;
 use hosted::{Kind, Mock};
@@ -85,8 +88,32 @@ fn main() {
             .unwrap();
         assert_eq!(frames.len(), 50);
     });
+    // The stream's frames (64x48 RGB) to the model size, and the answer's frames back.
+    let stream = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 64, 48)
+        .fps(rate)
+        .build()
+        .unwrap();
+    let inputs: Vec<gst::Buffer> = window(64, 48)
+        .into_iter()
+        .map(|f| gst::Buffer::from_slice(f.data))
+        .collect();
+    let to_model = ToRgb::new(&stream, Size::new(832, 480), 2).unwrap();
+    let scale_in = time(&mut || {
+        for input in &inputs {
+            to_model.convert(input).unwrap();
+        }
+    });
+    let mut back = FromRgb::new(&stream, 2);
+    let scale_back = time(&mut || {
+        for frame in answer.iter().take(33) {
+            back.convert(frame).unwrap();
+        }
+    });
     println!();
+    println!("one window, step by step (s):");
     println!(
-        "one window: encode 33 frames at 832x480 {encode:.2} s; decode 50 frames at 1280x720 {decode:.2} s"
+        "| scale 33 frames 64x48 to 832x480 | encode them | decode 50 frames at 1280x720 | scale 33 of them to 64x48 |"
     );
+    println!("|---|---|---|---|");
+    println!("| {scale_in:.3} | {encode:.3} | {decode:.3} | {scale_back:.3} |");
 }
