@@ -146,7 +146,7 @@ impl Split {
         let Some(colours) = &self.colours else {
             return self.planes.scale(src, dst);
         };
-        let mut middle = gst::Buffer::from_mut_slice(vec![0u8; self.middle.size()]);
+        let mut middle = frame_buffer(self.middle.size())?;
         {
             let mut mid = VideoFrameRef::from_buffer_ref_writable(
                 middle.get_mut().expect("a new buffer is writable"),

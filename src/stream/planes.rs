@@ -61,6 +61,8 @@ impl Pixel {
 pub enum PlaneError {
     #[error("cannot map a frame: {0}")]
     Map(gst::glib::BoolError),
+    #[error("cannot allocate a frame: {0}")]
+    Alloc(#[from] std::io::Error),
     #[error("plane {plane}: its stride of {stride} bytes is not a whole number of pixels")]
     Stride { plane: usize, stride: usize },
     #[error("plane {plane}: {source}")]
@@ -126,9 +128,9 @@ impl PlaneScaler {
         Pixel::of(format).is_some()
     }
 
-    /// The format to scale frames of `format` into on the way to or from another format
-    /// at another size: planar YUV goes to 4:4:4, so that the converter on the other
-    /// side of it has all the chroma the bigger picture had.
+    /// The format to shrink frames of `format` into on the way to another format: planar
+    /// YUV goes to 4:4:4, so that the colour conversion after it has all the chroma the
+    /// bigger picture had.
     pub fn middle_format(format: VideoFormat) -> VideoFormat {
         if is_planar_yuv(format) {
             VideoFormat::Y444
