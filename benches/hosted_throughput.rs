@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use gstwanedit::backend::hosted::media;
 use gstwanedit::backend::{ClipFrame, RgbFrame};
 use gstwanedit::frame::Size;
-use gstwanedit::stream::convert::{FromRgb, ToRgb};
+use gstwanedit::stream::convert::{ToRgb, ToStream};
 use hosted::pipeline::run;
 use hosted::server::KEY;
 use hosted::{Kind, Mock};
@@ -82,6 +82,9 @@ fn main() {
     let encode = time(&mut || {
         media::encode_mp4(sent.iter().cloned().map(Ok::<_, media::MediaError>), rate).unwrap();
     });
+    let decoded: Vec<ClipFrame> = media::decode_mp4(canned.to_vec())
+        .and_then(Iterator::collect)
+        .unwrap();
     let decode = time(&mut || {
         let frames: Vec<ClipFrame> = media::decode_mp4(canned.to_vec())
             .and_then(Iterator::collect)
@@ -103,10 +106,10 @@ fn main() {
             to_model.convert(input).unwrap();
         }
     });
-    let mut back = FromRgb::new(&stream, 2);
+    let mut back = ToStream::new(&stream, 2);
     let scale_back = time(&mut || {
-        for frame in answer.iter().take(33) {
-            back.convert(frame).unwrap();
+        for frame in decoded.iter().take(33) {
+            back.convert(&frame.image).unwrap();
         }
     });
     println!();

@@ -58,11 +58,42 @@ impl std::fmt::Debug for RgbFrame {
     }
 }
 
+/// A picture of an edited clip, in the form its backend has it. It is converted to the
+/// stream's format and size only if a window frame takes it: a clip may hold more
+/// frames than its window.
+#[derive(Debug, Clone)]
+pub enum Picture {
+    /// Packed RGB as a model makes it: full range, in the stream's transfer and primaries.
+    Rgb(RgbFrame),
+    /// A frame as a decoder gave it, in the decoder's own raw format and layout. Its
+    /// matrix and range are its caps'; its transfer and primaries are taken to be the
+    /// stream's, as for RGB, since the clip was made from the stream's pictures.
+    Decoded {
+        buffer: gst::Buffer,
+        info: gst_video::VideoInfo,
+    },
+}
+
+impl Picture {
+    pub fn size(&self) -> Size {
+        match self {
+            Self::Rgb(image) => Size::new(image.width, image.height),
+            Self::Decoded { info, .. } => Size::new(info.width(), info.height()),
+        }
+    }
+}
+
+impl From<RgbFrame> for Picture {
+    fn from(image: RgbFrame) -> Self {
+        Self::Rgb(image)
+    }
+}
+
 /// One frame of an edited clip, at its time on the clip's own timeline.
 #[derive(Debug, Clone)]
 pub struct ClipFrame {
     pub pts: gst::ClockTime,
-    pub image: RgbFrame,
+    pub image: Picture,
 }
 
 /// The time of frame `i` at `frame_rate`.

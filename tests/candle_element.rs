@@ -419,7 +419,7 @@ fn a_seed_repeats_an_edit() {
             .block_on(backend.edit(flat_window(case, params, reporter)))
             .unwrap();
         clip.into_frames()
-            .flat_map(|f| f.unwrap().image.data)
+            .flat_map(|f| f.unwrap().image.to_rgb().unwrap().data)
             .collect::<Vec<u8>>()
     };
     let updates = Arc::new(Mutex::new(Vec::new()));

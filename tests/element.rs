@@ -913,7 +913,7 @@ impl gstwanedit::backend::Backend for BreaksOff {
                 if i < after {
                     Ok(ClipFrame {
                         pts: frame_time(i as u64, rate),
-                        image: white.clone(),
+                        image: white.clone().into(),
                     })
                 } else {
                     Err(BackendError::Frames("the clip breaks off".into()))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 use gstwanedit::backend::hosted::media::{self, MIN_SIDE, MediaError};
-use gstwanedit::backend::{ClipFrame, RgbFrame};
+use gstwanedit::backend::{ClipFrame, RgbFrame, Size};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -40,7 +40,11 @@ fn check(data: Vec<u8>) -> Result<(), TestCaseError> {
         Ok(frames) => {
             prop_assert!(!frames.is_empty());
             for frame in &frames {
-                let image = &frame.image;
+                // Every frame handed out converts as the element converts it.
+                let image = frame
+                    .image
+                    .to_rgb()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert!(image.width >= MIN_SIDE && image.height >= MIN_SIDE);
                 prop_assert_eq!(
                     image.data.len(),
@@ -211,7 +215,7 @@ fn frames_of_a_pixel_are_refused() {
 fn clips_with_the_moov_box_last_decode() {
     let frames = decode(MOOV_LAST.clone()).unwrap();
     assert_eq!(frames.len(), 10);
-    assert_eq!((frames[0].image.width, frames[0].image.height), (64, 48));
+    assert_eq!(frames[0].image.size(), Size::new(64, 48));
 }
 
 /// How a clip is damaged.

@@ -141,7 +141,7 @@ impl EditedClip {
         Self::in_time_order(images.into_iter().enumerate().map(move |(i, image)| {
             Ok(ClipFrame {
                 pts: frame_time(i as u64, frame_rate),
-                image,
+                image: image.into(),
             })
         }))
     }
@@ -210,12 +210,12 @@ mod tests {
     fn a_held_clip_comes_in_time_order() {
         let frame = |ms, v| ClipFrame {
             pts: gst::ClockTime::from_mseconds(ms),
-            image: RgbFrame::filled(1, 1, [v; 3]),
+            image: RgbFrame::filled(1, 1, [v; 3]).into(),
         };
         let clip = EditedClip::new(vec![frame(80, 2), frame(0, 0), frame(40, 1)]);
         let order: Vec<u8> = clip
             .into_frames()
-            .map(|f| f.unwrap().image.data[0])
+            .map(|f| f.unwrap().image.to_rgb().unwrap().data[0])
             .collect();
         assert_eq!(order, [0, 1, 2]);
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use gst::glib;
 
-pub use crate::frame::{ClipFrame, RgbFrame, Size, frame_time};
+pub use crate::frame::{ClipFrame, Picture, RgbFrame, Size, frame_time};
 pub use error::{BackendError, ConfigError};
 pub use frames::{Continuation, EditedClip, WindowAnchor, WindowFrames};
 pub use report::{JobReporter, JobUpdate};

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 
 use super::planes::{PlaneError, PlaneScaler};
-use crate::frame::{RgbFrame, Size};
+use crate::frame::{Picture, RgbFrame, Size};
 use crate::memory::frame_buffer;
 
 #[derive(Debug, thiserror::Error)]
@@ -247,14 +247,16 @@ impl ToRgb {
     }
 }
 
-/// Scales backend RGB images (of any size) back to the stream's format and size.
-pub struct FromRgb {
+/// Scales the pictures of edited clips (of any size, RGB or decoded) back to the stream's
+/// format and size.
+pub struct ToStream {
     out_info: VideoInfo,
     threads: u32,
-    scaler: Option<(Size, Scaler)>,
+    /// The scaler for the last kind of picture seen: a clip's pictures are all alike.
+    scaler: Option<Scaler>,
 }
 
-impl FromRgb {
+impl ToStream {
     pub fn new(out_info: &VideoInfo, threads: u32) -> Self {
         Self {
             out_info: out_info.clone(),
@@ -263,15 +265,62 @@ impl FromRgb {
         }
     }
 
-    pub fn convert(&mut self, image: &RgbFrame) -> Result<gst::Buffer, ConvertError> {
-        let size = Size::new(image.width, image.height);
-        if self.scaler.as_ref().is_none_or(|(s, _)| *s != size) {
-            let in_info = info_like(&self.out_info, VideoFormat::Rgb, size)?;
-            self.scaler = Some((size, Scaler::new(&in_info, &self.out_info, self.threads)?));
+    pub fn convert(&mut self, picture: &Picture) -> Result<gst::Buffer, ConvertError> {
+        let in_info = match picture {
+            Picture::Rgb(image) => info_like(
+                &self.out_info,
+                VideoFormat::Rgb,
+                Size::new(image.width, image.height),
+            )?,
+            Picture::Decoded { info, .. } => in_streams_light(info, &self.out_info)?,
+        };
+        if self.scaler.as_ref().is_none_or(|s| s.in_info != in_info) {
+            self.scaler = Some(Scaler::new(&in_info, &self.out_info, self.threads)?);
         }
-        let (_, scaler) = self.scaler.as_ref().expect("set above");
-        let input = packed_rgb_buffer(image, &scaler.in_info)?;
-        scaler.convert(input.as_ref())
+        let scaler = self.scaler.as_ref().expect("set above");
+        match picture {
+            Picture::Rgb(image) => scaler.convert(packed_rgb_buffer(image, &in_info)?.as_ref()),
+            Picture::Decoded { buffer, .. } => scaler.convert(buffer.as_ref()),
+        }
+    }
+}
+
+/// A decoded picture's `info`, in the stream's transfer, primaries and frame rate: a
+/// provider's clip holds the stream's pictures however its file labels them (see
+/// [`info_like`]), so a picture in the stream's format and matrix needs no colour
+/// conversion at all. (`VideoConverter` converts no rates; the clip's frames are mapped
+/// to the window's by time before.)
+fn in_streams_light(info: &VideoInfo, stream: &VideoInfo) -> Result<VideoInfo, ConvertError> {
+    let (own, light) = (info.colorimetry(), stream.colorimetry());
+    let colorimetry = gst_video::VideoColorimetry::new(
+        own.range(),
+        own.matrix(),
+        light.transfer(),
+        light.primaries(),
+    );
+    VideoInfo::builder(info.format(), info.width(), info.height())
+        .fps(stream.fps())
+        .par(info.par())
+        .colorimetry(&colorimetry)
+        .chroma_site(info.chroma_site())
+        .build()
+        .map_err(|source| ConvertError::Info {
+            size: Size::new(info.width(), info.height()),
+            format: info.format(),
+            source,
+        })
+}
+
+// Here rather than in `frame`, which the conversions build on.
+impl Picture {
+    /// The picture as packed RGB at its own size, converted as [`ToRgb`] converts.
+    pub fn to_rgb(&self) -> Result<RgbFrame, ConvertError> {
+        match self {
+            Self::Rgb(image) => Ok(image.clone()),
+            Self::Decoded { buffer, info } => {
+                ToRgb::new(info, Size::new(info.width(), info.height()), 1)?.convert(buffer)
+            }
+        }
     }
 }
 
@@ -439,5 +488,79 @@ mod tests {
                 "{from:?} -> {to:?}"
             );
         }
+    }
+
+    /// The samples of a 10-bit frame.
+    fn words(buffer: &gst::Buffer) -> Vec<u16> {
+        let map = buffer.map_readable().unwrap();
+        map.chunks_exact(2)
+            .map(|w| u16::from_le_bytes([w[0], w[1]]))
+            .collect()
+    }
+
+    #[test]
+    fn decoded_pictures_come_back_as_their_rgb_does() {
+        use VideoFormat::*;
+        gst::init().unwrap();
+        let stream = VideoInfo::builder(I42010le, 320, 180)
+            .colorimetry(&"bt2100-pq".parse().unwrap())
+            .build()
+            .unwrap();
+        let size = Size::new(160, 96);
+        let rgb_info = info_like(&stream, Rgb, size).unwrap();
+        let rgb = waves(&rgb_info);
+        let image = RgbFrame {
+            width: size.width,
+            height: size.height,
+            data: rgb.map_readable().unwrap().to_vec(),
+        };
+        // The same picture as a provider's H.264 file carries it: 4:2:0 with the BT.709
+        // matrix, and labelled BT.709 throughout, whatever light it holds.
+        let light = stream.colorimetry();
+        let yuv = |transfer, primaries| {
+            VideoInfo::builder(I420, size.width, size.height)
+                .fps(stream.fps())
+                .colorimetry(&gst_video::VideoColorimetry::new(
+                    gst_video::VideoColorRange::Range16_235,
+                    gst_video::VideoColorMatrix::Bt709,
+                    transfer,
+                    primaries,
+                ))
+                .build()
+                .unwrap()
+        };
+        let carried = yuv(light.transfer(), light.primaries());
+        let mut file = frame_buffer(carried.size()).unwrap();
+        {
+            let src = VideoFrameRef::from_buffer_ref_readable(rgb.as_ref(), &rgb_info).unwrap();
+            let mut dst =
+                VideoFrameRef::from_buffer_ref_writable(file.get_mut().unwrap(), &carried).unwrap();
+            converter(&rgb_info, &carried, 1)
+                .unwrap()
+                .frame_ref(&src, &mut dst);
+        }
+        let labelled = yuv(
+            gst_video::VideoTransferFunction::Bt709,
+            gst_video::VideoColorPrimaries::Bt709,
+        );
+
+        let mut back = ToStream::new(&stream, 1);
+        let from_rgb = words(&back.convert(&Picture::Rgb(image)).unwrap());
+        let from_file = words(
+            &back
+                .convert(&Picture::Decoded {
+                    buffer: file,
+                    info: labelled,
+                })
+                .unwrap(),
+        );
+        let worst = from_rgb
+            .iter()
+            .zip(&from_file)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        // 8-bit 4:2:0 against 8-bit RGB, in 10-bit steps.
+        assert!(worst <= 12, "worst {worst}");
     }
 }

@@ -1,6 +1,6 @@
 //! Maps an edited clip back onto the window's frames by time, not by index.
 
-use crate::frame::{ClipFrame, RgbFrame, frame_time};
+use crate::frame::{ClipFrame, Picture, frame_time};
 
 /// Maps a clip's frames, given in time order, to a window's `count` frames (frame `i` at
 /// `i / frame_rate`): each window frame gets the clip frame nearest in time, ties going
@@ -14,7 +14,7 @@ pub struct ByTime {
     /// The window frame to map next.
     next: usize,
     /// The latest clip frame, on the clip's timeline.
-    held: Option<(gst::ClockTime, RgbFrame)>,
+    held: Option<(gst::ClockTime, Picture)>,
 }
 
 impl ByTime {
@@ -33,7 +33,7 @@ impl ByTime {
     pub fn push<E>(
         &mut self,
         frame: ClipFrame,
-        mut map: impl FnMut(&RgbFrame) -> Result<(), E>,
+        mut map: impl FnMut(&Picture) -> Result<(), E>,
     ) -> Result<(), E> {
         let origin = *self.origin.get_or_insert(frame.pts);
         let at = frame.pts.saturating_sub(origin);
@@ -54,7 +54,7 @@ impl ByTime {
 
     /// Ends the clip: the window frames left get its last frame. Returns whether the clip
     /// had a frame at all (an empty one maps to nothing).
-    pub fn finish<E>(mut self, mut map: impl FnMut(&RgbFrame) -> Result<(), E>) -> Result<bool, E> {
+    pub fn finish<E>(mut self, mut map: impl FnMut(&Picture) -> Result<(), E>) -> Result<bool, E> {
         let Some((_, last)) = self.held.take() else {
             return Ok(false);
         };
@@ -68,19 +68,23 @@ impl ByTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::RgbFrame;
 
     /// The clip frame (by its number) each of `count` window frames at `fps` gets.
     fn picked(pts_ms: &[u64], count: usize, fps: i32) -> Vec<u8> {
         let mut by_time = ByTime::new(count, gst::Fraction::new(fps, 1));
         let mut picked = Vec::new();
-        let mut map = |image: &RgbFrame| {
+        let mut map = |image: &Picture| {
+            let Picture::Rgb(image) = image else {
+                unreachable!("the clip is RGB")
+            };
             picked.push(image.data[0]);
             Ok::<_, ()>(())
         };
         for (i, &ms) in pts_ms.iter().enumerate() {
             let frame = ClipFrame {
                 pts: gst::ClockTime::from_mseconds(ms),
-                image: RgbFrame::filled(1, 1, [i as u8, 0, 0]),
+                image: RgbFrame::filled(1, 1, [i as u8, 0, 0]).into(),
             };
             by_time.push(frame, &mut map).unwrap();
         }

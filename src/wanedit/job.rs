@@ -12,10 +12,10 @@ use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
 use crate::backend::retry::backoff;
 use crate::backend::{
-    Backend, BackendError, Continuation, EditParams, EditRequest, EditedClip, RgbFrame, Size,
+    Backend, BackendError, Continuation, EditParams, EditRequest, EditedClip, Picture, Size,
     WindowAnchor, WindowFrames, WindowId,
 };
-use crate::stream::convert::{self, ConvertError, FromRgb, ToRgb};
+use crate::stream::convert::{self, ConvertError, ToRgb, ToStream};
 use crate::stream::scaled::ScaledFrame;
 use crate::stream::timing::ByTime;
 
@@ -207,10 +207,10 @@ impl Job {
             (self.id.frames, self.info.clone(), self.converter_threads);
         let mut originals = std::mem::take(&mut self.inputs).into_iter();
         let taken = tokio::task::spawn_blocking(move || {
-            let mut back = FromRgb::new(&out_info, threads);
+            let mut back = ToStream::new(&out_info, threads);
             let mut edited = Vec::with_capacity(count);
             let mut by_time = ByTime::new(count, SEND_RATE);
-            let mut map = |image: &RgbFrame| {
+            let mut map = |image: &Picture| {
                 edited.push(back.convert(image)?);
                 originals.next();
                 Ok::<_, JobError>(())

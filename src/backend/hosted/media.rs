@@ -2,14 +2,14 @@
 //!
 //! Providers take and give H.264 MP4. Both directions run a small GStreamer pipeline in
 //! the calling thread (call them from a blocking task): `appsrc ! videoconvert ! x264enc !
-//! mp4mux ! appsink` and `appsrc ! decodebin ! videoconvert ! appsink`.
+//! mp4mux ! appsink` and `appsrc ! decodebin ! videoconvert ! appsink`. Decoded frames stay
+//! in the decoder's raw format: the element converts only those its window takes.
 
 use gst::glib;
 use gst::prelude::*;
-use gst_video::prelude::*;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::{BackendError, ClipFrame, RgbFrame, Size, frame_time};
+use crate::backend::{BackendError, ClipFrame, Picture, RgbFrame, Size, frame_time};
 
 /// No clip of 81 frames takes this long to encode or decode; a pipeline that does has hung.
 const PIPELINE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(300);
@@ -20,7 +20,7 @@ const PIPELINE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(300);
 /// servers) stay above it.
 pub const MIN_SIDE: u32 = 16;
 
-/// The most RGB a returned clip may decode to. The hosted models' longest clip (10 s) at
+/// The most a returned clip may decode to, counted as packed RGB. The hosted models' longest clip (10 s) at
 /// 60 fps and their largest size (1080p) stays below it; past it a clip is no edit of a
 /// window, and decoding on would exhaust memory (a small H.264 file can hold huge frames).
 const MAX_DECODED_BYTES: usize = 4 << 30;
@@ -199,7 +199,7 @@ fn encoder(
     Ok((pipeline, src, sink, info))
 }
 
-/// Decodes the first video track of a clip to RGB frames, in presentation order, their
+/// Decodes the first video track of a clip to raw frames, in presentation order, their
 /// times counted from the clip's first frame; each frame is decoded as the one before is
 /// taken. Other tracks (audio) are ignored. Data that is no video, holds no frames, or
 /// whose frames are under [`MIN_SIDE`] on a side is refused, with an `Err` in place of
@@ -251,13 +251,12 @@ fn decode(data: Vec<u8>, budget: usize) -> Result<DecodedFrames, MediaError> {
         )
         .build();
     let decodebin = make("decodebin")?;
+    // Whatever raw format the decoder makes, in system memory: `videoconvert` passes it
+    // through untouched, and converts only what a hardware decoder would hand over in
+    // its own memory.
     let convert = make("videoconvert")?;
     let sink = gst_app::AppSink::builder()
-        .caps(
-            &gst::Caps::builder("video/x-raw")
-                .field("format", "RGB")
-                .build(),
-        )
+        .caps(&gst::Caps::new_empty_simple("video/x-raw"))
         .sync(false)
         // The decoder waits while the frames before are being taken, instead of decoding
         // the whole clip ahead into memory.
@@ -328,7 +327,7 @@ pub struct DecodedFrames {
     tracks: Arc<Mutex<Tracks>>,
     reader: SampleReader,
     origin: Option<gst::ClockTime>,
-    /// Bytes of RGB decoded so far.
+    /// Bytes decoded so far, counted as packed RGB.
     decoded: usize,
     budget: usize,
     frames: usize,
@@ -373,11 +372,12 @@ impl DecodedFrames {
             .pts()
             .ok_or_else(|| MediaError::new("a decoded frame has no timestamp"))?;
         let origin = *self.origin.get_or_insert(pts);
-        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-            .map_err(|_| MediaError::new("a decoded frame cannot be read"))?;
         Ok(ClipFrame {
             pts: pts.saturating_sub(origin),
-            image: packed_rgb(&frame),
+            image: Picture::Decoded {
+                buffer: buffer.to_owned(),
+                info,
+            },
         })
     }
 }
@@ -489,23 +489,6 @@ fn rgb_buffer(frame: RgbFrame, info: &gst_video::VideoInfo) -> gst::Buffer {
         data[y * stride..y * stride + row].copy_from_slice(src);
     }
     gst::Buffer::from_mut_slice(data)
-}
-
-/// Copies an RGB video frame into rows without padding.
-fn packed_rgb(frame: &gst_video::VideoFrameRef<&gst::BufferRef>) -> RgbFrame {
-    let (width, height) = (frame.width(), frame.height());
-    let stride = frame.plane_stride()[0] as usize;
-    let plane = frame.plane_data(0).expect("RGB has one plane");
-    let row = width as usize * 3;
-    let mut data = Vec::with_capacity(row * height as usize);
-    for y in 0..height as usize {
-        data.extend_from_slice(&plane[y * stride..y * stride + row]);
-    }
-    RgbFrame {
-        width,
-        height,
-        data,
-    }
 }
 
 /// A pipeline set to PLAYING, stopped when dropped whatever happened.
@@ -652,12 +635,13 @@ mod tests {
         assert_eq!(decoded.len(), 9);
         for (i, (out, sent)) in decoded.iter().zip(&frames).enumerate() {
             assert_eq!(out.pts, frame_time(i as u64, rate));
-            assert_eq!((out.image.width, out.image.height), (30, 18));
+            let image = out.image.to_rgb().unwrap();
+            assert_eq!((image.width, image.height), (30, 18));
             for (x, y) in [(0, 0), (15, 9), (29, 17)] {
                 assert!(
-                    close(out.image.pixel(x, y), sent.pixel(x, y)),
+                    close(image.pixel(x, y), sent.pixel(x, y)),
                     "frame {i} at ({x},{y}): {:?} for {:?}",
-                    out.image.pixel(x, y),
+                    image.pixel(x, y),
                     sent.pixel(x, y)
                 );
             }

@@ -35,7 +35,7 @@ pub fn edit_clip(mp4: Vec<u8>) -> Vec<u8> {
             .iter()
             .min_by_key(|f| f.pts.nseconds().abs_diff(t))
             .unwrap();
-        out.push(invert_half(&source.image));
+        out.push(invert_half(&source.image.to_rgb().unwrap()));
     }
     media::encode_mp4(out.into_iter().map(Ok::<_, media::MediaError>), OUTPUT_RATE).unwrap()
 }
