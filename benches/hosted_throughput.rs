@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use gstwanedit::backend::hosted::media;
 use gstwanedit::backend::{ClipFrame, RgbFrame};
+use gstwanedit::frame::InputFormat;
 use gstwanedit::frame::Size;
-use gstwanedit::stream::convert::{ToRgb, ToStream};
+use gstwanedit::stream::convert::{ToBackend, ToStream};
 use hosted::pipeline::run;
 use hosted::server::KEY;
 use hosted::{Kind, Mock};
@@ -34,8 +35,7 @@ fn window(width: u32, height: u32) -> Vec<RgbFrame> {
 fn main() {
     gst::init().unwrap();
     let rate = gst::Fraction::new(16, 1);
-    // A window as the element sends it (832x480) and a 720p answer at 24 fps.
-    let sent = window(832, 480);
+    // A 720p answer at 24 fps.
     let answer: Vec<RgbFrame> = (0..50)
         .map(|_| RgbFrame::filled(1280, 720, [9, 9, 9]))
         .collect();
@@ -79,9 +79,6 @@ fn main() {
         }
         started.elapsed().as_secs_f64() / 3.0
     };
-    let encode = time(&mut || {
-        media::encode_mp4(sent.iter().cloned().map(Ok::<_, media::MediaError>), rate).unwrap();
-    });
     let decoded: Vec<ClipFrame> = media::decode_mp4(canned.to_vec())
         .and_then(Iterator::collect)
         .unwrap();
@@ -100,11 +97,19 @@ fn main() {
         .into_iter()
         .map(|f| gst::Buffer::from_slice(f.data))
         .collect();
-    let to_model = ToRgb::new(&stream, Size::new(832, 480), 2).unwrap();
+    // As the element makes them for an H.264 upload.
+    let to_model = ToBackend::new(&stream, Size::new(832, 480), InputFormat::I420, 2).unwrap();
     let scale_in = time(&mut || {
         for input in &inputs {
             to_model.convert(input).unwrap();
         }
+    });
+    let sent: Vec<_> = inputs
+        .iter()
+        .map(|input| to_model.convert(input).unwrap())
+        .collect();
+    let encode = time(&mut || {
+        media::encode_mp4(sent.iter().cloned().map(Ok::<_, media::MediaError>), rate).unwrap();
     });
     let mut back = ToStream::new(&stream, 2);
     let scale_back = time(&mut || {
@@ -115,7 +120,7 @@ fn main() {
     println!();
     println!("one window, step by step (s):");
     println!(
-        "| scale 33 frames 64x48 to 832x480 | encode them | decode 50 frames at 1280x720 | scale 33 of them to 64x48 |"
+        "| scale 33 frames 64x48 RGB to 832x480 I420 | encode them | decode 50 frames at 1280x720 | scale 33 of them to 64x48 RGB |"
     );
     println!("|---|---|---|---|");
     println!("| {scale_in:.3} | {encode:.3} | {decode:.3} | {scale_back:.3} |");

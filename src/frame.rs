@@ -58,17 +58,19 @@ impl std::fmt::Debug for RgbFrame {
     }
 }
 
-/// A picture of an edited clip, in the form its backend has it. It is converted to the
-/// stream's format and size only if a window frame takes it: a clip may hold more
-/// frames than its window.
+/// A picture on its way to or from a backend, in the form the backend takes or gives:
+/// packed RGB for models, raw video for what travels as H.264. An edited clip's
+/// pictures are converted to the stream's format and size only if a window frame takes
+/// them: a clip may hold more frames than its window.
 #[derive(Debug, Clone)]
 pub enum Picture {
-    /// Packed RGB as a model makes it: full range, in the stream's transfer and primaries.
+    /// Packed RGB: full range, in the stream's transfer and primaries.
     Rgb(RgbFrame),
-    /// A frame as a decoder gave it, in the decoder's own raw format and layout. Its
-    /// matrix and range are its caps'; its transfer and primaries are taken to be the
-    /// stream's, as for RGB, since the clip was made from the stream's pictures.
-    Decoded {
+    /// A raw video frame in any format and layout (a decoder's, or what the element made
+    /// for [`InputFormat::I420`]). Its matrix and range are its `info`'s; its transfer and
+    /// primaries are taken to be the stream's, as for RGB, since it holds the stream's
+    /// pictures whatever a file labels them.
+    Video {
         buffer: gst::Buffer,
         info: gst_video::VideoInfo,
     },
@@ -78,9 +80,20 @@ impl Picture {
     pub fn size(&self) -> Size {
         match self {
             Self::Rgb(image) => Size::new(image.width, image.height),
-            Self::Decoded { info, .. } => Size::new(info.width(), info.height()),
+            Self::Video { info, .. } => Size::new(info.width(), info.height()),
         }
     }
+}
+
+/// The form in which a backend takes a window's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// [`Picture::Rgb`], as models take it.
+    Rgb,
+    /// [`Picture::Video`] in 8-bit 4:2:0 YUV (I420, BT.709 matrix, limited range), as an
+    /// H.264 upload holds it: the element scales the stream's planes straight to it, with
+    /// no RGB between.
+    I420,
 }
 
 impl From<RgbFrame> for Picture {

@@ -893,6 +893,7 @@ impl gstwanedit::backend::Backend for BreaksOff {
         gstwanedit::backend::Capabilities {
             sizes: vec![],
             frame_counts: gstwanedit::backend::FrameCounts::WAN,
+            input: gstwanedit::backend::InputFormat::Rgb,
             reference_image: false,
             max_concurrency: 1,
         }
@@ -906,7 +907,7 @@ impl gstwanedit::backend::Backend for BreaksOff {
         use gstwanedit::backend::{ClipFrame, EditedClip, frame_time};
         let after = self.after;
         Box::pin(async move {
-            let frames = (&mut request.frames).collect::<Result<Vec<_>, _>>()?;
+            let frames = request.frames.rgb().collect::<Result<Vec<_>, _>>()?;
             let (size, rate) = (request.frames.size(), request.frame_rate);
             let white = RgbFrame::filled(size.width, size.height, [255; 3]);
             let clip = (0..frames.len()).map(move |i| {

@@ -6,12 +6,13 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::BackendError;
-use crate::frame::{ClipFrame, RgbFrame, Size, frame_time};
+use crate::frame::{ClipFrame, Picture, RgbFrame, Size, frame_time};
 
-type MakeFrame = dyn FnMut(usize) -> Result<RgbFrame, BackendError> + Send;
+type MakeFrame = dyn FnMut(usize) -> Result<Picture, BackendError> + Send;
 
-/// A window's frames at the size the backend takes, all of one size, made one at a time
-/// as the backend asks for them (the element scales each input frame then).
+/// A window's frames at the size and in the form the backend takes, all of one size,
+/// made one at a time as the backend asks for them (the element scales each input frame
+/// then).
 pub struct WindowFrames {
     size: Size,
     len: usize,
@@ -24,7 +25,7 @@ impl WindowFrames {
     pub fn new(
         size: Size,
         len: usize,
-        make: impl FnMut(usize) -> Result<RgbFrame, BackendError> + Send + 'static,
+        make: impl FnMut(usize) -> Result<Picture, BackendError> + Send + 'static,
     ) -> Self {
         Self {
             size,
@@ -35,10 +36,9 @@ impl WindowFrames {
     }
 
     /// Frames made already. They must all have the size of the first.
-    pub fn from_frames(frames: Vec<RgbFrame>) -> Self {
-        let size = frames
-            .first()
-            .map_or(Size::new(0, 0), |f| Size::new(f.width, f.height));
+    pub fn from_frames(frames: Vec<impl Into<Picture>>) -> Self {
+        let frames: Vec<Picture> = frames.into_iter().map(Into::into).collect();
+        let size = frames.first().map_or(Size::new(0, 0), Picture::size);
         let len = frames.len();
         let mut frames = frames.into_iter();
         Self::new(size, len, move |_| {
@@ -51,23 +51,32 @@ impl WindowFrames {
     pub fn size(&self) -> Size {
         self.size
     }
+
+    /// The frames left, as packed RGB: as they come for a backend taking
+    /// [`InputFormat::Rgb`](crate::frame::InputFormat::Rgb), converted for any other.
+    pub fn rgb(&mut self) -> impl Iterator<Item = Result<RgbFrame, BackendError>> + '_ {
+        self.map(|frame| {
+            frame?
+                .into_rgb()
+                .map_err(|e| BackendError::Frames(e.to_string()))
+        })
+    }
 }
 
 impl Iterator for WindowFrames {
-    type Item = Result<RgbFrame, BackendError>;
+    type Item = Result<Picture, BackendError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         (self.made < self.len).then(|| {
             self.made += 1;
             (self.make)(self.made - 1).and_then(|frame| {
-                if Size::new(frame.width, frame.height) == self.size {
+                if frame.size() == self.size {
                     Ok(frame)
                 } else {
                     Err(BackendError::Frames(format!(
-                        "frame {} is {}x{}, not {} as the window's first",
+                        "frame {} is {}, not {} as the window's first",
                         self.made - 1,
-                        frame.width,
-                        frame.height,
+                        frame.size(),
                         self.size
                     )))
                 }
@@ -190,14 +199,15 @@ mod tests {
         let frames = WindowFrames::new(Size::new(2, 1), 3, move |i| {
             asked.push(i);
             assert_eq!(asked, (0..=i).collect::<Vec<_>>());
-            Ok(RgbFrame::filled(
-                if i == 2 { 3 } else { 2 },
-                1,
-                [i as u8; 3],
-            ))
+            Ok(RgbFrame::filled(if i == 2 { 3 } else { 2 }, 1, [i as u8; 3]).into())
         });
         assert_eq!(frames.len(), 3);
-        let made: Vec<_> = frames.collect();
+        let made: Vec<_> = frames
+            .map(|f| {
+                f?.into_rgb()
+                    .map_err(|e| BackendError::Frames(e.to_string()))
+            })
+            .collect();
         assert_eq!(made[1].as_ref().unwrap().pixel(1, 0), [1, 1, 1]);
         assert_eq!(
             made[2].as_ref().unwrap_err().to_string(),

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use gst::glib;
 
-pub use crate::frame::{ClipFrame, Picture, RgbFrame, Size, frame_time};
+pub use crate::frame::{ClipFrame, InputFormat, Picture, RgbFrame, Size, frame_time};
 pub use error::{BackendError, ConfigError};
 pub use frames::{Continuation, EditedClip, WindowAnchor, WindowFrames};
 pub use report::{JobReporter, JobUpdate};
@@ -154,6 +154,8 @@ pub struct Capabilities {
     /// to the input. Empty means any size: windows are sent at the input size.
     pub sizes: Vec<Size>,
     pub frame_counts: FrameCounts,
+    /// The form the window's frames are made in.
+    pub input: InputFormat,
     /// Whether `reference-image` can be honoured.
     pub reference_image: bool,
     /// How many windows the backend edits at once; the element runs at most
@@ -190,8 +192,8 @@ pub struct WindowId {
 /// One window to edit.
 pub struct EditRequest {
     pub window: WindowId,
-    /// The frames, all of the same size, already padded to an accepted length, made as
-    /// they are taken. Frame `i` stands at `i / frame_rate` on the clip's timeline.
+    /// The frames, all of the same size and in the backend's [`Capabilities::input`]
+    /// form, already padded to an accepted length, made as they are taken. Frame `i` stands at `i / frame_rate` on the clip's timeline.
     pub frames: WindowFrames,
     /// The rate the clip is sent at (16 fps, Wan's native rate): a window is W consecutive
     /// frames whatever the input rate.

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
 
 use super::planes::{PlaneError, PlaneScaler};
-use crate::frame::{Picture, RgbFrame, Size};
+use crate::frame::{InputFormat, Picture, RgbFrame, Size};
 use crate::memory::frame_buffer;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,28 @@ fn info_like(
         .map_err(|source| ConvertError::Info {
             size,
             format,
+            source,
+        })
+}
+
+/// [`InputFormat::I420`] at `size`, holding `template`'s light: the BT.709 matrix and
+/// limited range H.264 files carry, in the stream's transfer and primaries.
+fn i420_like(template: &VideoInfo, size: Size) -> Result<VideoInfo, ConvertError> {
+    let stream = template.colorimetry();
+    let colorimetry = gst_video::VideoColorimetry::new(
+        gst_video::VideoColorRange::Range16_235,
+        gst_video::VideoColorMatrix::Bt709,
+        stream.transfer(),
+        stream.primaries(),
+    );
+    VideoInfo::builder(VideoFormat::I420, size.width, size.height)
+        .fps(template.fps())
+        .par(gst::Fraction::new(1, 1))
+        .colorimetry(&colorimetry)
+        .build()
+        .map_err(|source| ConvertError::Info {
+            size,
+            format: VideoFormat::I420,
             source,
         })
 }
@@ -111,7 +133,7 @@ impl Split {
             return Ok(None);
         }
         let size = Size::new(out_info.width(), out_info.height());
-        let format = PlaneScaler::middle_format(in_info.format());
+        let format = PlaneScaler::middle_format(in_info.format(), out_info.format());
         let middle = VideoInfo::builder(format, size.width, size.height)
             .fps(in_info.fps())
             .par(in_info.par())
@@ -247,6 +269,38 @@ impl ToRgb {
     }
 }
 
+/// Scales stream frames to the size and form a backend takes.
+pub enum ToBackend {
+    Rgb(ToRgb),
+    Video { scaler: Scaler },
+}
+
+impl ToBackend {
+    pub fn new(
+        in_info: &VideoInfo,
+        size: Size,
+        form: InputFormat,
+        threads: u32,
+    ) -> Result<Self, ConvertError> {
+        Ok(match form {
+            InputFormat::Rgb => Self::Rgb(ToRgb::new(in_info, size, threads)?),
+            InputFormat::I420 => Self::Video {
+                scaler: Scaler::new(in_info, &i420_like(in_info, size)?, threads)?,
+            },
+        })
+    }
+
+    pub fn convert(&self, input: &gst::BufferRef) -> Result<Picture, ConvertError> {
+        Ok(match self {
+            Self::Rgb(to_rgb) => Picture::Rgb(to_rgb.convert(input)?),
+            Self::Video { scaler } => Picture::Video {
+                buffer: scaler.convert(input)?,
+                info: scaler.out_info.clone(),
+            },
+        })
+    }
+}
+
 /// Scales the pictures of edited clips (of any size, RGB or decoded) back to the stream's
 /// format and size.
 pub struct ToStream {
@@ -272,7 +326,7 @@ impl ToStream {
                 VideoFormat::Rgb,
                 Size::new(image.width, image.height),
             )?,
-            Picture::Decoded { info, .. } => in_streams_light(info, &self.out_info)?,
+            Picture::Video { info, .. } => in_streams_light(info, &self.out_info)?,
         };
         if self.scaler.as_ref().is_none_or(|s| s.in_info != in_info) {
             self.scaler = Some(Scaler::new(&in_info, &self.out_info, self.threads)?);
@@ -280,7 +334,7 @@ impl ToStream {
         let scaler = self.scaler.as_ref().expect("set above");
         match picture {
             Picture::Rgb(image) => scaler.convert(packed_rgb_buffer(image, &in_info)?.as_ref()),
-            Picture::Decoded { buffer, .. } => scaler.convert(buffer.as_ref()),
+            Picture::Video { buffer, .. } => scaler.convert(buffer.as_ref()),
         }
     }
 }
@@ -314,13 +368,18 @@ fn in_streams_light(info: &VideoInfo, stream: &VideoInfo) -> Result<VideoInfo, C
 // Here rather than in `frame`, which the conversions build on.
 impl Picture {
     /// The picture as packed RGB at its own size, converted as [`ToRgb`] converts.
-    pub fn to_rgb(&self) -> Result<RgbFrame, ConvertError> {
+    pub fn into_rgb(self) -> Result<RgbFrame, ConvertError> {
         match self {
-            Self::Rgb(image) => Ok(image.clone()),
-            Self::Decoded { buffer, info } => {
-                ToRgb::new(info, Size::new(info.width(), info.height()), 1)?.convert(buffer)
+            Self::Rgb(image) => Ok(image),
+            Self::Video { buffer, info } => {
+                ToRgb::new(&info, Size::new(info.width(), info.height()), 1)?.convert(&buffer)
             }
         }
+    }
+
+    /// [`Picture::into_rgb`] of a copy (of the buffer's reference, for video).
+    pub fn to_rgb(&self) -> Result<RgbFrame, ConvertError> {
+        self.clone().into_rgb()
     }
 }
 
@@ -548,7 +607,7 @@ mod tests {
         let from_rgb = words(&back.convert(&Picture::Rgb(image)).unwrap());
         let from_file = words(
             &back
-                .convert(&Picture::Decoded {
+                .convert(&Picture::Video {
                     buffer: file,
                     info: labelled,
                 })
@@ -562,5 +621,52 @@ mod tests {
             .unwrap();
         // 8-bit 4:2:0 against 8-bit RGB, in 10-bit steps.
         assert!(worst <= 12, "worst {worst}");
+    }
+
+    #[test]
+    fn frames_for_an_h264_backend_are_i420_holding_the_rgb_picture() {
+        use VideoFormat::*;
+        for stream in [
+            info(I420, 640, 360),
+            info(Rgb, 640, 360),
+            info(I420, 160, 96),
+        ] {
+            let input = waves(&stream);
+            let size = Size::new(288, 160);
+            let video = ToBackend::new(&stream, size, InputFormat::I420, 1)
+                .unwrap()
+                .convert(&input)
+                .unwrap();
+            let Picture::Video { info, .. } = &video else {
+                panic!("{:?} made {video:?}", stream.format())
+            };
+            assert_eq!((info.format(), video.size()), (I420, size));
+            let Picture::Rgb(rgb) = ToBackend::new(&stream, size, InputFormat::Rgb, 1)
+                .unwrap()
+                .convert(&input)
+                .unwrap()
+            else {
+                panic!("RGB asked for")
+            };
+            let diffs: Vec<u8> = video
+                .into_rgb()
+                .unwrap()
+                .data
+                .iter()
+                .zip(&rgb.data)
+                .map(|(a, b)| a.abs_diff(*b))
+                .collect();
+            let mean = diffs.iter().map(|&d| d as f64).sum::<f64>() / diffs.len() as f64;
+            let worst = *diffs.iter().max().unwrap();
+            // 4:2:0 and two more roundings on the way; the RGB stream's samples change
+            // within a few pixels, so its chroma loses most to 4:2:0.
+            assert!(
+                worst <= 16 && mean <= 3.5,
+                "{:?} {}x{}: worst {worst}, mean {mean}",
+                stream.format(),
+                stream.width(),
+                stream.height()
+            );
+        }
     }
 }

@@ -128,14 +128,15 @@ impl PlaneScaler {
         Pixel::of(format).is_some()
     }
 
-    /// The format to shrink frames of `format` into on the way to another format: planar
-    /// YUV goes to 4:4:4, so that the colour conversion after it has all the chroma the
-    /// bigger picture had.
-    pub fn middle_format(format: VideoFormat) -> VideoFormat {
-        if is_planar_yuv(format) {
-            VideoFormat::Y444
-        } else {
-            format
+    /// The format to shrink frames of `format` into on the way to `to`: planar YUV goes
+    /// straight to `to` where that is planar YUV too (no colour conversion follows, at
+    /// most a change of matrix), else to 4:4:4, so that the colour conversion after it
+    /// has all the chroma the bigger picture had.
+    pub fn middle_format(format: VideoFormat, to: VideoFormat) -> VideoFormat {
+        match (is_planar_yuv(format), is_planar_yuv(to)) {
+            (true, true) => to,
+            (true, false) => VideoFormat::Y444,
+            (false, _) => format,
         }
     }
 

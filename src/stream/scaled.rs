@@ -4,20 +4,20 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::frame::RgbFrame;
+use crate::frame::Picture;
 
 /// One input frame's picture at the backend's size, once a window has scaled it.
 #[derive(Clone, Default)]
-pub struct ScaledFrame(Arc<Mutex<Option<RgbFrame>>>);
+pub struct ScaledFrame(Arc<Mutex<Option<Picture>>>);
 
 impl ScaledFrame {
     /// The picture, made by `scale` unless another window made it already. Whoever holds
-    /// the frame last takes the picture; the others get a copy, which costs far less than
-    /// scaling again.
+    /// the frame last takes the picture; the others get a copy (of a buffer's reference,
+    /// or of RGB), which costs far less than scaling again.
     pub fn get_or_scale<E>(
         &self,
-        scale: impl FnOnce() -> Result<RgbFrame, E>,
-    ) -> Result<RgbFrame, E> {
+        scale: impl FnOnce() -> Result<Picture, E>,
+    ) -> Result<Picture, E> {
         // Locked while scaling: a second window wanting the frame waits for the picture.
         let mut held = self.0.lock().unwrap();
         let picture = match held.take() {
@@ -60,6 +60,15 @@ mod tests {
     use std::convert::Infallible;
 
     use super::*;
+    use crate::frame::RgbFrame;
+
+    /// The red of a picture's first pixel.
+    fn red(picture: Picture) -> u8 {
+        let Picture::Rgb(image) = picture else {
+            unreachable!("made as RGB")
+        };
+        image.pixel(0, 0)[0]
+    }
 
     #[test]
     fn frames_two_windows_share_are_scaled_once() {
@@ -67,24 +76,18 @@ mod tests {
         let scalings = Cell::new(0);
         let scale = |n: u64| {
             scalings.set(scalings.get() + 1);
-            Ok::<_, Infallible>(RgbFrame::filled(2, 1, [n as u8, 0, 0]))
+            Ok::<_, Infallible>(RgbFrame::filled(2, 1, [n as u8, 0, 0]).into())
         };
         // W=5, O=2: windows [0, 5) and [3, 8).
         let first = scaled.for_window(0, 5, 3);
         assert_eq!(scaled.held(), 2, "frames 3 and 4 wait for the next window");
         for (n, frame) in (0..).zip(&first) {
-            assert_eq!(
-                frame.get_or_scale(|| scale(n)).unwrap().pixel(0, 0)[0],
-                n as u8
-            );
+            assert_eq!(red(frame.get_or_scale(|| scale(n)).unwrap()), n as u8);
         }
         let second = scaled.for_window(3, 8, 6);
         drop(first);
         for (n, frame) in (3..).zip(&second) {
-            assert_eq!(
-                frame.get_or_scale(|| scale(n)).unwrap().pixel(0, 0)[0],
-                n as u8
-            );
+            assert_eq!(red(frame.get_or_scale(|| scale(n)).unwrap()), n as u8);
         }
         assert_eq!(scalings.get(), 8, "each of the 8 frames scaled once");
         assert_eq!(scaled.held(), 2);
@@ -95,8 +98,9 @@ mod tests {
     #[test]
     fn a_failed_scaling_leaves_the_frame_to_try_again() {
         let frame = ScaledFrame::default();
-        assert_eq!(frame.get_or_scale(|| Err("no")), Err("no"));
-        let picture = frame.get_or_scale(|| Ok::<_, &str>(RgbFrame::filled(1, 1, [9, 9, 9])));
-        assert_eq!(picture.unwrap().pixel(0, 0), [9, 9, 9]);
+        assert_eq!(frame.get_or_scale(|| Err("no")).unwrap_err(), "no");
+        let picture =
+            frame.get_or_scale(|| Ok::<_, &str>(RgbFrame::filled(1, 1, [9, 9, 9]).into()));
+        assert_eq!(red(picture.unwrap()), 9);
     }
 }

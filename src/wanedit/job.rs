@@ -12,10 +12,10 @@ use super::message::{WindowReporter, WindowState};
 use super::settings::OnError;
 use crate::backend::retry::backoff;
 use crate::backend::{
-    Backend, BackendError, Continuation, EditParams, EditRequest, EditedClip, Picture, Size,
-    WindowAnchor, WindowFrames, WindowId,
+    Backend, BackendError, Continuation, EditParams, EditRequest, EditedClip, InputFormat, Picture,
+    Size, WindowAnchor, WindowFrames, WindowId,
 };
-use crate::stream::convert::{self, ConvertError, ToRgb, ToStream};
+use crate::stream::convert::{self, ConvertError, ToBackend, ToStream};
 use crate::stream::scaled::ScaledFrame;
 use crate::stream::timing::ByTime;
 
@@ -68,6 +68,8 @@ pub struct Job {
     pub inputs: Vec<gst::Buffer>,
     pub info: VideoInfo,
     pub send_size: Size,
+    /// The form the backend takes frames in.
+    pub send_form: InputFormat,
     /// The window's frames at `send_size`, shared with the windows that overlap it.
     pub scaled: Vec<ScaledFrame>,
     /// With `seam=anchor`: what the window before gave back for the first frames of this
@@ -273,7 +275,12 @@ impl Job {
     /// taken from `scaled` where a window sharing it scaled it already), the last repeated
     /// up to `padded_len`.
     fn frames(&self, scaled: Vec<ScaledFrame>) -> WindowFrames {
-        let (info, size, threads) = (self.info.clone(), self.send_size, self.converter_threads);
+        let (info, size, form, threads) = (
+            self.info.clone(),
+            self.send_size,
+            self.send_form,
+            self.converter_threads,
+        );
         let mut inputs = self
             .anchor
             .iter()
@@ -284,7 +291,7 @@ impl Job {
         let mut scaled = scaled.into_iter();
         let real = self.inputs.len();
         let pads = self.padded_len > real;
-        let mut to_rgb = None;
+        let mut to_backend = None;
         let mut last = None;
         WindowFrames::new(size, self.padded_len.max(real), move |i| {
             if i >= real {
@@ -294,11 +301,11 @@ impl Job {
             }
             let input = inputs.next().expect("one input per real frame");
             let mut scale = || {
-                let to_rgb = match &mut to_rgb {
-                    Some(to_rgb) => to_rgb,
-                    None => to_rgb.insert(ToRgb::new(&info, size, threads)?),
+                let to_backend = match &mut to_backend {
+                    Some(to_backend) => to_backend,
+                    None => to_backend.insert(ToBackend::new(&info, size, form, threads)?),
                 };
-                to_rgb.convert(&input)
+                to_backend.convert(&input)
             };
             // Each shared frame is let go as soon as it is taken.
             let frame = match scaled.next() {

@@ -95,6 +95,7 @@ impl WanEdit {
             inputs,
             info: run.info.clone(),
             send_size: run.send_size,
+            send_form: state.capabilities.input,
             scaled,
             anchor: anchor.unwrap_or_default(),
             continues,

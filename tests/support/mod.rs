@@ -11,8 +11,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use gst::prelude::*;
 use gstwanedit::backend::{
-    Backend, BackendError, Capabilities, EditRequest, EditedClip, FrameCounts, Resolution,
-    RgbFrame, Size,
+    Backend, BackendError, Capabilities, EditRequest, EditedClip, FrameCounts, InputFormat,
+    Resolution, RgbFrame, Size,
 };
 
 pub fn init() {
@@ -137,6 +137,7 @@ impl Backend for Editor {
         Capabilities {
             sizes: self.sizes.clone(),
             frame_counts: self.frame_counts,
+            input: InputFormat::Rgb,
             reference_image: false,
             max_concurrency: self.max_concurrency,
         }
@@ -151,7 +152,7 @@ impl Backend for Editor {
         let guard = DropCount(this.counters.clone());
         async move {
             let _guard = guard;
-            let frames = (&mut request.frames).collect::<Result<Vec<_>, _>>()?;
+            let frames = request.frames.rgb().collect::<Result<Vec<_>, _>>()?;
             this.seen.lock().unwrap().push(Seen {
                 index: request.window.index,
                 frames: frames.len(),

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 
 use super::{
     Backend, BackendConfig, BackendError, Capabilities, ConfigError, Continuation, EditRequest,
-    EditedClip, FrameCounts, JobUpdate, Resolution, RgbFrame, Size, WindowAnchor,
+    EditedClip, FrameCounts, InputFormat, JobUpdate, Resolution, RgbFrame, Size, WindowAnchor,
 };
 use crate::wan::{self, LatentAnchor, PipelineKind, Sampling, WanError};
 pub use settings::{CandleSettings, DeviceSpec, ModelDType};
@@ -136,6 +136,7 @@ impl Backend for CandleBackend {
         Capabilities {
             sizes: sizes::model_buckets(resolution, multiple),
             frame_counts: FrameCounts::WAN,
+            input: InputFormat::Rgb,
             reference_image: false,
             // One window at a time: a second would only share the same GPU and double
             // its memory.
@@ -185,7 +186,7 @@ impl Drop for CancelOnDrop {
 /// `cancelled` is raised: then it stops at the next step with [`WanError::Cancelled`].
 fn run(
     shared: &SharedModel,
-    request: EditRequest,
+    mut request: EditRequest,
     cancelled: &AtomicBool,
 ) -> Result<EditedClip, BackendError> {
     let failed = |e: WanError| BackendError::Model(e.to_string());
@@ -219,6 +220,7 @@ fn run(
     let Size { width, height } = request.frames.size();
     let pixels = request
         .frames
+        .rgb()
         .map(|frame| frame.map(|f| f.data))
         .collect::<Result<Vec<_>, _>>()?;
     let model = shared.model();

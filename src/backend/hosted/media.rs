@@ -83,34 +83,30 @@ const ENCODE_QUEUE_FRAMES: u64 = 4;
 /// Decoded frames waiting to be taken at most.
 const DECODE_QUEUE_FRAMES: u32 = 2;
 
-/// Encodes frames, all of one size, as H.264 (High profile, yuv420p) in MP4; frame `i`
-/// stands at `i / frame_rate`. Each frame is taken from `frames` only when the encoder
-/// has room for it, and let go once encoded: a window is never held whole.
-pub fn encode_mp4<E: From<MediaError>>(
-    frames: impl IntoIterator<Item = Result<RgbFrame, E>>,
+/// Encodes frames, all of one size and form, as H.264 (High profile, yuv420p) in MP4;
+/// frame `i` stands at `i / frame_rate`. Each frame is taken from `frames` only when the
+/// encoder has room for it, and let go once encoded: a window is never held whole.
+pub fn encode_mp4<P: Into<Picture>, E: From<MediaError>>(
+    frames: impl IntoIterator<Item = Result<P, E>>,
     frame_rate: gst::Fraction,
 ) -> Result<Vec<u8>, E> {
     gst::init().map_err(MediaError::from)?;
-    let mut frames = frames.into_iter().peekable();
-    let first = match frames.peek() {
-        Some(Ok(first)) => Size::new(first.width, first.height),
+    let mut frames = frames.into_iter().map(|f| f.map(Into::into)).peekable();
+    let info = match frames.peek() {
+        Some(Ok(first)) => input_info(first, frame_rate)?,
         Some(Err(_)) => return Err(frames.next().and_then(Result::err).expect("peeked")),
         None => return Err(MediaError::new("no frames to encode").into()),
     };
-    let (pipeline, src, sink, info) = encoder(first, frame_rate)?;
+    let (pipeline, src, sink) = encoder(&info)?;
     // Frames wait for the encoder a few at a time: a whole window of copies queued in
     // front of x264 would double what an edit holds.
     let queued_bytes = ENCODE_QUEUE_FRAMES * info.size() as u64;
     let frame_duration = frame_time(1, frame_rate);
     let run = Running::start(&pipeline)?;
     for (i, frame) in frames.enumerate() {
-        let frame = frame?;
-        if Size::new(frame.width, frame.height) != first {
-            return Err(MediaError::new("frames of different sizes in one clip").into());
-        }
-        let mut buffer = rgb_buffer(frame, &info);
+        let mut buffer = input_buffer(frame?, &info)?;
         {
-            let buffer = buffer.get_mut().expect("a new buffer is writable");
+            let buffer = buffer.make_mut();
             buffer.set_pts(frame_time(i as u64, frame_rate));
             buffer.set_duration(frame_duration);
         }
@@ -129,22 +125,47 @@ pub fn encode_mp4<E: From<MediaError>>(
     Ok(mp4)
 }
 
-/// `appsrc ! videoconvert ! x264enc ! mp4mux ! appsink` for RGB frames of `size`.
-fn encoder(
-    size: Size,
+/// What the encoder is fed, as the first frame is: RGB, or the frame's own video.
+fn input_info(
+    first: &Picture,
     frame_rate: gst::Fraction,
-) -> Result<
-    (
-        gst::Pipeline,
-        gst_app::AppSrc,
-        gst_app::AppSink,
-        gst_video::VideoInfo,
-    ),
-    MediaError,
-> {
-    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, size.width, size.height)
-        .fps(frame_rate)
-        .build()?;
+) -> Result<gst_video::VideoInfo, MediaError> {
+    let size = first.size();
+    let builder = match first {
+        Picture::Rgb(_) => {
+            gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, size.width, size.height)
+        }
+        Picture::Video { info, .. } => {
+            gst_video::VideoInfo::builder(info.format(), size.width, size.height)
+                .colorimetry(&info.colorimetry())
+                .chroma_site(info.chroma_site())
+        }
+    };
+    Ok(builder.fps(frame_rate).build()?)
+}
+
+/// A frame as the encoder takes it, once it is found to be like the first.
+fn input_buffer(frame: Picture, info: &gst_video::VideoInfo) -> Result<gst::Buffer, MediaError> {
+    let unlike = || MediaError::new("frames of different sizes or forms in one clip");
+    if frame.size() != Size::new(info.width(), info.height()) {
+        return Err(unlike());
+    }
+    match frame {
+        Picture::Rgb(image) if info.format() == gst_video::VideoFormat::Rgb => {
+            Ok(rgb_buffer(image, info))
+        }
+        Picture::Video {
+            buffer,
+            info: frame_info,
+        } if frame_info.format() == info.format() => Ok(buffer),
+        _ => Err(unlike()),
+    }
+}
+
+/// `appsrc ! videoconvert ! x264enc ! mp4mux ! appsink` for frames of `info`.
+fn encoder(
+    info: &gst_video::VideoInfo,
+) -> Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink), MediaError> {
     let src = gst_app::AppSrc::builder()
         .caps(&info.to_caps()?)
         .format(gst::Format::Time)
@@ -196,7 +217,7 @@ fn encoder(
     ];
     pipeline.add_many(elements)?;
     gst::Element::link_many(elements)?;
-    Ok((pipeline, src, sink, info))
+    Ok((pipeline, src, sink))
 }
 
 /// Decodes the first video track of a clip to raw frames, in presentation order, their
@@ -374,7 +395,7 @@ impl DecodedFrames {
         let origin = *self.origin.get_or_insert(pts);
         Ok(ClipFrame {
             pts: pts.saturating_sub(origin),
-            image: Picture::Decoded {
+            image: Picture::Video {
                 buffer: buffer.to_owned(),
                 info,
             },
@@ -612,8 +633,11 @@ mod tests {
             .collect()
     }
 
-    fn encode(frames: &[RgbFrame], rate: gst::Fraction) -> Result<Vec<u8>, MediaError> {
-        encode_mp4(frames.iter().cloned().map(Ok), rate)
+    fn encode(
+        frames: &[impl Into<Picture> + Clone],
+        rate: gst::Fraction,
+    ) -> Result<Vec<u8>, MediaError> {
+        encode_mp4(frames.iter().cloned().map(Ok::<_, MediaError>), rate)
     }
 
     fn decoded(mp4: Vec<u8>) -> Result<Vec<ClipFrame>, MediaError> {
@@ -697,5 +721,64 @@ mod tests {
         let truncated = mp4[..mp4.len() / 3].to_vec();
         assert!(decoded(truncated).is_err());
         assert!(decoded(b"<html>not found</html>".to_vec()).is_err());
+    }
+
+    #[test]
+    fn video_pictures_encode_as_they_are_and_forms_do_not_mix() {
+        gst::init().unwrap();
+        let rate = gst::Fraction::new(16, 1);
+        let rgb = clip(5, 64, 48);
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, 64, 48)
+            .build()
+            .unwrap();
+        let to_i420 = gst_video::VideoConverter::new(
+            &gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 64, 48)
+                .build()
+                .unwrap(),
+            &info,
+            None,
+        )
+        .unwrap();
+        let video: Vec<Picture> = rgb
+            .iter()
+            .map(|image| {
+                let src = gst::Buffer::from_slice(image.data.clone());
+                let mut out = gst::Buffer::with_size(info.size()).unwrap();
+                {
+                    let rgb_info =
+                        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 64, 48)
+                            .build()
+                            .unwrap();
+                    let src = gst_video::VideoFrameRef::from_buffer_ref_readable(&src, &rgb_info)
+                        .unwrap();
+                    let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(
+                        out.get_mut().unwrap(),
+                        &info,
+                    )
+                    .unwrap();
+                    to_i420.frame_ref(&src, &mut dst);
+                }
+                Picture::Video {
+                    buffer: out,
+                    info: info.clone(),
+                }
+            })
+            .collect();
+        let decoded = decoded(encode(&video, rate).unwrap()).unwrap();
+        assert_eq!(decoded.len(), 5);
+        for (out, sent) in decoded.iter().zip(&rgb) {
+            let image = out.image.to_rgb().unwrap();
+            assert!(
+                close(image.pixel(30, 20), sent.pixel(30, 20)),
+                "{:?} for {:?}",
+                image.pixel(30, 20),
+                sent.pixel(30, 20)
+            );
+        }
+        let mixed = [video[0].clone(), Picture::Rgb(rgb[1].clone())];
+        assert_eq!(
+            encode(&mixed, rate).unwrap_err(),
+            MediaError::new("frames of different sizes or forms in one clip")
+        );
     }
 }

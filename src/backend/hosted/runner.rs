@@ -17,7 +17,7 @@ use super::media;
 use crate::backend::runtime::runtime;
 use crate::backend::{
     Backend, BackendError, Capabilities, EditParams, EditRequest, EditedClip, FrameCounts,
-    JobReporter, JobUpdate, Resolution, Size,
+    InputFormat, JobReporter, JobUpdate, Resolution, Size,
 };
 use crate::memory::give_back_freed;
 
@@ -135,6 +135,8 @@ impl Profile {
             // Every model behind a hosted backend is a Wan model.
             sizes: resolution.wan_buckets(),
             frame_counts: self.frame_counts,
+            // Encoded to H.264 from it: no RGB between the stream and the upload.
+            input: InputFormat::I420,
             reference_image: self.reference_image,
             max_concurrency: self.max_concurrency,
         }
