@@ -29,13 +29,14 @@ pub fn timecode(n: u64) -> String {
 }
 
 fn valid_timecode(n: u64) -> gst_video::ValidVideoTimeCode {
+    let seconds = n / RATE as u64;
     let tc = gst_video::VideoTimeCode::new(
         gst::Fraction::new(RATE, 1),
         None,
         gst_video::VideoTimeCodeFlags::empty(),
         10,
-        0,
-        (n / RATE as u64) as u32,
+        (seconds / 60) as u32,
+        (seconds % 60) as u32,
         (n % RATE as u64) as u32,
         0,
     );
