@@ -39,13 +39,39 @@ fn info_like(
     // Full-range RGB in the stream's own transfer and primaries: the matrix and range of
     // the caps are undone, and nothing else is (no tone mapping of HDR, no gamut
     // mapping), so that the way back restores the stream's colorimetry exactly.
-    let stream = template.colorimetry();
-    let colorimetry = gst_video::VideoColorimetry::new(
+    in_light_of(
+        template,
+        format,
+        size,
         gst_video::VideoColorRange::Range0_255,
         gst_video::VideoColorMatrix::Rgb,
-        stream.transfer(),
-        stream.primaries(),
-    );
+    )
+}
+
+/// [`InputFormat::I420`] at `size`, holding `template`'s light: the BT.709 matrix and
+/// limited range H.264 files carry, in the stream's transfer and primaries.
+fn i420_like(template: &VideoInfo, size: Size) -> Result<VideoInfo, ConvertError> {
+    in_light_of(
+        template,
+        VideoFormat::I420,
+        size,
+        gst_video::VideoColorRange::Range16_235,
+        gst_video::VideoColorMatrix::Bt709,
+    )
+}
+
+/// Frames of `format` at `size` and `template`'s rate, in `template`'s transfer and
+/// primaries, with a range and matrix of their own.
+fn in_light_of(
+    template: &VideoInfo,
+    format: VideoFormat,
+    size: Size,
+    range: gst_video::VideoColorRange,
+    matrix: gst_video::VideoColorMatrix,
+) -> Result<VideoInfo, ConvertError> {
+    let stream = template.colorimetry();
+    let colorimetry =
+        gst_video::VideoColorimetry::new(range, matrix, stream.transfer(), stream.primaries());
     VideoInfo::builder(format, size.width, size.height)
         .fps(template.fps())
         .par(gst::Fraction::new(1, 1))
@@ -54,28 +80,6 @@ fn info_like(
         .map_err(|source| ConvertError::Info {
             size,
             format,
-            source,
-        })
-}
-
-/// [`InputFormat::I420`] at `size`, holding `template`'s light: the BT.709 matrix and
-/// limited range H.264 files carry, in the stream's transfer and primaries.
-fn i420_like(template: &VideoInfo, size: Size) -> Result<VideoInfo, ConvertError> {
-    let stream = template.colorimetry();
-    let colorimetry = gst_video::VideoColorimetry::new(
-        gst_video::VideoColorRange::Range16_235,
-        gst_video::VideoColorMatrix::Bt709,
-        stream.transfer(),
-        stream.primaries(),
-    );
-    VideoInfo::builder(VideoFormat::I420, size.width, size.height)
-        .fps(template.fps())
-        .par(gst::Fraction::new(1, 1))
-        .colorimetry(&colorimetry)
-        .build()
-        .map_err(|source| ConvertError::Info {
-            size,
-            format: VideoFormat::I420,
             source,
         })
 }
