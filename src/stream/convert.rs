@@ -1,4 +1,5 @@
-//! Moves frames between the stream's format and the backends' packed RGB, scaling with
+//! Moves frames between the stream's format and what backends take and give (packed RGB,
+//! I420, or a decoder's frames), scaling plane by plane ([`super::planes`]) or with
 //! `gst_video::VideoConverter`.
 
 use std::sync::OnceLock;

@@ -20,9 +20,10 @@ const PIPELINE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(300);
 /// servers) stay above it.
 pub const MIN_SIDE: u32 = 16;
 
-/// The most a returned clip may decode to, counted as packed RGB. The hosted models' longest clip (10 s) at
-/// 60 fps and their largest size (1080p) stays below it; past it a clip is no edit of a
-/// window, and decoding on would exhaust memory (a small H.264 file can hold huge frames).
+/// The most a returned clip may decode to, counted as packed RGB. The hosted models'
+/// longest clip (10 s) at 60 fps and their largest size (1080p) stays below it; past it a
+/// clip is no edit of a window, and decoding on would exhaust memory (a small H.264 file
+/// can hold huge frames).
 const MAX_DECODED_BYTES: usize = 4 << 30;
 
 /// Why a clip could not be encoded or decoded.
@@ -187,8 +188,8 @@ fn encoder(
     encoder.set_property("quantizer", 14u32);
     encoder.set_property_from_str("speed-preset", "veryfast");
     // x264enc turns trellis quantisation on whatever the preset says (veryfast has it
-    // off): it was a third of an encode's time and, at this quality, changed the file's
-    // size by under a tenth of a per cent.
+    // off): it was a quarter of an encode's time and, at this quality, changed the size
+    // of a test pattern's file by 0.03%.
     encoder.set_property("trellis", false);
     // No frame-type lookahead (so no macroblock tree, which at this quality changes the
     // upload's size by a few per cent): its frames would cost 20 MiB more per encoder.
