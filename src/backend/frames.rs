@@ -196,18 +196,13 @@ mod tests {
     #[test]
     fn window_frames_are_made_in_order_and_checked_for_size() {
         let mut asked = Vec::new();
-        let frames = WindowFrames::new(Size::new(2, 1), 3, move |i| {
+        let mut frames = WindowFrames::new(Size::new(2, 1), 3, move |i| {
             asked.push(i);
             assert_eq!(asked, (0..=i).collect::<Vec<_>>());
             Ok(RgbFrame::filled(if i == 2 { 3 } else { 2 }, 1, [i as u8; 3]).into())
         });
         assert_eq!(frames.len(), 3);
-        let made: Vec<_> = frames
-            .map(|f| {
-                f?.into_rgb()
-                    .map_err(|e| BackendError::Frames(e.to_string()))
-            })
-            .collect();
+        let made: Vec<_> = frames.rgb().collect();
         assert_eq!(made[1].as_ref().unwrap().pixel(1, 0), [1, 1, 1]);
         assert_eq!(
             made[2].as_ref().unwrap_err().to_string(),

@@ -193,7 +193,8 @@ pub struct WindowId {
 pub struct EditRequest {
     pub window: WindowId,
     /// The frames, all of the same size and in the backend's [`Capabilities::input`]
-    /// form, already padded to an accepted length, made as they are taken. Frame `i` stands at `i / frame_rate` on the clip's timeline.
+    /// form, already padded to an accepted length, made as they are taken. Frame `i`
+    /// stands at `i / frame_rate` on the clip's timeline.
     pub frames: WindowFrames,
     /// The rate the clip is sent at (16 fps, Wan's native rate): a window is W consecutive
     /// frames whatever the input rate.

@@ -326,11 +326,7 @@ impl ToStream {
 
     pub fn convert(&mut self, picture: &Picture) -> Result<gst::Buffer, ConvertError> {
         let in_info = match picture {
-            Picture::Rgb(image) => info_like(
-                &self.out_info,
-                VideoFormat::Rgb,
-                Size::new(image.width, image.height),
-            )?,
+            Picture::Rgb(_) => info_like(&self.out_info, VideoFormat::Rgb, picture.size())?,
             Picture::Video { info, .. } => in_streams_light(info, &self.out_info)?,
         };
         if self.scaler.as_ref().is_none_or(|s| s.in_info != in_info) {
@@ -374,11 +370,10 @@ fn in_streams_light(info: &VideoInfo, stream: &VideoInfo) -> Result<VideoInfo, C
 impl Picture {
     /// The picture as packed RGB at its own size, converted as [`ToRgb`] converts.
     pub fn into_rgb(self) -> Result<RgbFrame, ConvertError> {
+        let size = self.size();
         match self {
             Self::Rgb(image) => Ok(image),
-            Self::Video { buffer, info } => {
-                ToRgb::new(&info, Size::new(info.width(), info.height()), 1)?.convert(&buffer)
-            }
+            Self::Video { buffer, info } => ToRgb::new(&info, size, 1)?.convert(&buffer),
         }
     }
 

@@ -631,6 +631,8 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::InputFormat;
+    use crate::stream::convert::ToBackend;
 
     fn clip(count: usize, width: u32, height: u32) -> Vec<RgbFrame> {
         (0..count)
@@ -733,40 +735,20 @@ mod tests {
         gst::init().unwrap();
         let rate = gst::Fraction::new(16, 1);
         let rgb = clip(5, 64, 48);
-        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, 64, 48)
+        // As the element makes them for a backend taking I420.
+        let rgb_info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 64, 48)
             .build()
             .unwrap();
-        let to_i420 = gst_video::VideoConverter::new(
-            &gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 64, 48)
-                .build()
-                .unwrap(),
-            &info,
-            None,
-        )
-        .unwrap();
+        let to_i420 = ToBackend::new(&rgb_info, Size::new(64, 48), InputFormat::I420, 1).unwrap();
         let video: Vec<Picture> = rgb
             .iter()
             .map(|image| {
-                let src = gst::Buffer::from_slice(image.data.clone());
-                let mut out = gst::Buffer::with_size(info.size()).unwrap();
-                {
-                    let rgb_info =
-                        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, 64, 48)
-                            .build()
-                            .unwrap();
-                    let src = gst_video::VideoFrameRef::from_buffer_ref_readable(&src, &rgb_info)
-                        .unwrap();
-                    let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(
-                        out.get_mut().unwrap(),
-                        &info,
-                    )
+                let picture = to_i420
+                    .convert(&gst::Buffer::from_slice(image.data.clone()))
                     .unwrap();
-                    to_i420.frame_ref(&src, &mut dst);
-                }
-                Picture::Video {
-                    buffer: out,
-                    info: info.clone(),
-                }
+                assert!(matches!(&picture, Picture::Video { info, .. }
+                    if info.format() == gst_video::VideoFormat::I420));
+                picture
             })
             .collect();
         let decoded = decoded(encode(&video, rate).unwrap()).unwrap();
