@@ -47,7 +47,7 @@ fn blend_frames(c: &mut Criterion) {
 
 /// A 1080p I420 frame to packed RGB at the 848x480 bucket and back, one thread each:
 /// `VideoConverter` alone, and the element's `Scaler`, which resizes 8-bit planes with
-/// fast_image_resize and converts colours with `VideoConverter` at the smaller size.
+/// pic-scale and converts colours with `VideoConverter` at the smaller size.
 fn scale(c: &mut Criterion) {
     let mut g = c.benchmark_group("scale-1080p");
     g.throughput(Throughput::Elements(1));

@@ -1,16 +1,20 @@
-//! Live check: `videotestsrc is-live=true` at 1080p60 I420 through `wanedit` (window 81,
-//! overlap 16, `max-in-flight=4`) with a backend that answers at once, into a sink that
-//! syncs on the clock, for `--seconds` of wall time; then EOS and a report.
+//! Live check: `videotestsrc is-live=true` at 1080p60 I420 (pattern `smpte`, its
+//! default, or `--pattern`) through `wanedit` (window 81, overlap 16, `max-in-flight=4`,
+//! `processing-latency` 2000 ms or `--processing-latency`) with a backend that answers at
+//! once, into a sink that syncs on the clock, for `--seconds` of wall time; then EOS and
+//! a report.
 //!
-//!     cargo run --release --example live_check -- [--seconds 60]
+//!     cargo run --release --example live_check -- [--seconds 60] [--pattern smpte]
 //!
 //! It reports the frames the source produced and the frames that came out (with their
 //! PTS compared one by one), the latency the pipeline reported, how late each frame
 //! reached the sink beyond its running time plus that latency (the worst of these is the
 //! delay a live viewer would see beyond the promise), how far the source fell behind its
 //! own clock (back-pressure: a real camera would drop those frames), QoS messages, and the
-//! process's CPU use. It exits non-zero if a frame was lost, duplicated or reordered, or
-//! the stream errored. `scripts/live_check.sh` builds and runs it.
+//! process's CPU use, with what a frame of the source costs drawn alone (before the run,
+//! in the same process) so that the element's share shows whatever the pattern. It exits
+//! non-zero if a frame was lost, duplicated or reordered, or the stream errored.
+//! `scripts/live_check.sh` builds and runs it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -23,10 +27,12 @@ use anyhow::{Context, Result, bail};
 use gst::prelude::*;
 use gst_base::prelude::*;
 
-const USAGE: &str = "usage: live_check [--seconds N]";
-const PIPELINE: &str = "videotestsrc name=src is-live=true pattern=ball \
-    ! video/x-raw,format=I420,width=1920,height=1080,framerate=60/1 \
-    ! wanedit name=edit max-in-flight=4 ! appsink name=sink sync=true";
+const USAGE: &str = "usage: live_check [--seconds N] [--pattern NAME] [--processing-latency MS]\n\
+    NAME: a videotestsrc pattern (default smpte, videotestsrc's own default)\n\
+    MS: wanedit's processing-latency (default 2000: what taking a 1080p window back costs)";
+const CAPS: &str = "video/x-raw,format=I420,width=1920,height=1080,framerate=60/1";
+/// Frames the source draws alone, to tell its CPU from the element's.
+const SOURCE_ALONE_FRAMES: u32 = 300;
 const FRAME: gst::ClockTime = gst::ClockTime::from_nseconds(1_000_000_000 / 60);
 
 /// What the source probe and the sink callback see, in nanoseconds where signed.
@@ -79,8 +85,16 @@ fn query_latency(
     pipeline.query(&mut q).then(|| q.result())
 }
 
-fn parse_args() -> Result<Duration> {
+struct Args {
+    run_for: Duration,
+    pattern: String,
+    processing_latency_ms: u32,
+}
+
+fn parse_args() -> Result<Args> {
     let mut seconds = 60.0;
+    let mut pattern = "smpte".to_string();
+    let mut processing_latency_ms = 2000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -91,6 +105,19 @@ fn parse_args() -> Result<Duration> {
                     .filter(|v| v.is_finite() && *v > 0.0)
                     .with_context(|| format!("--seconds takes a positive number\n{USAGE}"))?
             }
+            "--pattern" => {
+                pattern = args
+                    .next()
+                    .with_context(|| format!("--pattern takes a name\n{USAGE}"))?
+            }
+            "--processing-latency" => {
+                processing_latency_ms = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .with_context(|| {
+                        format!("--processing-latency takes milliseconds\n{USAGE}")
+                    })?
+            }
             "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -98,7 +125,32 @@ fn parse_args() -> Result<Duration> {
             _ => bail!("unknown option {arg}\n{USAGE}"),
         }
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Ok(Args {
+        run_for: Duration::from_secs_f64(seconds),
+        pattern,
+        processing_latency_ms,
+    })
+}
+
+/// CPU time a frame of the source costs alone: it draws frames as fast as it can into a
+/// fakesink, in this process, before the live run.
+fn source_alone(pattern: &str) -> Result<Duration> {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers={SOURCE_ALONE_FRAMES} pattern={pattern} ! {CAPS} ! fakesink"
+    ))?;
+    let started = cpu_time()?;
+    pipeline.set_state(gst::State::Playing)?;
+    let bus = pipeline.bus().unwrap();
+    let ended = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null)?;
+    match ended.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok((cpu_time()? - started) / SOURCE_ALONE_FRAMES),
+        Some(gst::MessageView::Error(e)) => bail!("the source alone failed: {}", e.error()),
+        _ => bail!("the source alone did not finish within 120 s"),
+    }
 }
 
 /// Counts every frame the source pushes and how far behind its clock it pushes it.
@@ -167,9 +219,19 @@ fn watch_sink(sink: &gst_app::AppSink, stats: Arc<Mutex<Stats>>) {
 }
 
 fn main() -> Result<ExitCode> {
-    let run_for = parse_args()?;
+    let Args {
+        run_for,
+        pattern,
+        processing_latency_ms,
+    } = parse_args()?;
     support::init();
-    let pipeline = gst::parse::launch(PIPELINE)?
+    let source_cost = source_alone(&pattern)?;
+    let description = format!(
+        "videotestsrc name=src is-live=true pattern={pattern} ! {CAPS} \
+         ! wanedit name=edit max-in-flight=4 processing-latency={processing_latency_ms} \
+         ! appsink name=sink sync=true"
+    );
+    let pipeline = gst::parse::launch(&description)?
         .downcast::<gst::Pipeline>()
         .unwrap();
     // An instant backend at the 480p buckets: what is measured is the element's own work
@@ -191,7 +253,7 @@ fn main() -> Result<ExitCode> {
         .unwrap();
     watch_sink(&sink, stats.clone());
 
-    println!("{PIPELINE}");
+    println!("{description}");
     println!(
         "instant backend, {} s, {} cores, load average before: {}",
         run_for.as_secs_f64(),
@@ -314,10 +376,18 @@ fn main() -> Result<ExitCode> {
     );
     // What a frame costs, whatever else shares the machine: at 60 fps a core gives
     // 16.7 ms a frame.
+    let per_frame = cpu.as_secs_f64() / s.source_pts.len().max(1) as f64;
     println!(
-        "CPU per frame:          {:.1} ms (60 fps takes {:.1} cores at this cost)",
-        cpu.as_secs_f64() * 1e3 / s.source_pts.len().max(1) as f64,
-        cpu.as_secs_f64() * 60.0 / s.source_pts.len().max(1) as f64
+        "CPU per frame:          {:.1} ms (60 fps takes {:.2} cores at this cost)",
+        per_frame * 1e3,
+        per_frame * 60.0
+    );
+    let source = source_cost.as_secs_f64();
+    println!(
+        "of which the source:    {:.1} ms (pattern {pattern}, {SOURCE_ALONE_FRAMES} frames drawn alone before the run); the rest, {:.1} ms, is the element and the sink ({:.2} cores at 60 fps)",
+        source * 1e3,
+        (per_frame - source) * 1e3,
+        (per_frame - source) * 60.0
     );
     let keeps_up = s.late == 0
         && s.worst_source_lag

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The live check: `videotestsrc is-live=true pattern=ball` at 1080p60 I420 through wanedit
-# (window-frames=81, overlap-frames=16, max-in-flight=4) with a backend that answers at
-# once, into an appsink with sync=true, for 60 s of wall time; then EOS.
+# The live check: `videotestsrc is-live=true` (pattern smpte, its default) at 1080p60 I420
+# through wanedit (window-frames=81, overlap-frames=16, max-in-flight=4,
+# processing-latency=2000) with a backend that answers at once, into an appsink with
+# sync=true, for 60 s of wall time; then EOS.
 #
-#   scripts/live_check.sh [--seconds N]
+#   scripts/live_check.sh [--seconds N] [--pattern NAME] [--processing-latency MS]
 #
 # What it measures (examples/live_check.rs):
 # - frames the source produced and frames that came out, their PTS compared one by one
@@ -15,7 +16,8 @@
 #   which a real camera would turn into dropped frames;
 # - QoS messages on the bus, and the process's CPU use: user+sys over wall time, in cores,
 #   with the load average before and after (other processes share the machine), and CPU
-#   time per frame, which says how many cores 60 fps takes whatever else runs.
+#   time per frame, which says how many cores 60 fps takes whatever else runs; and what
+#   a frame of the source costs drawn alone (before the run), to tell it from the element.
 # It exits non-zero if a frame was lost, duplicated or reordered, or the stream errored;
 # whether it kept up is printed ("keeps up: yes/NO"), as it depends on the machine.
 set -euo pipefail

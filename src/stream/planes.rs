@@ -1,22 +1,25 @@
-//! Shrinking 8-bit video plane by plane with fast_image_resize's SIMD convolution.
+//! Resizing 8-bit video plane by plane with pic-scale's SIMD convolution.
 //!
-//! `VideoConverter`'s scalers take about 19 ms to bring a 1080p I420 frame to RGB at the
-//! 848x480 bucket on one core of the development machine (`cargo bench --bench stream --
-//! scale`), more than a third of what live 1080p60 leaves on two cores. Here each plane
-//! of a planar or semi-planar 8-bit YUV frame, or the one plane of packed 8-bit RGB, is
-//! resized on its own with a Mitchell filter (the cubic `VideoConverter` uses by
-//! default), widened with the scale so that nothing aliases. Colours are not touched:
-//! [`super::convert`] converts them with `VideoConverter` at the smaller size.
+//! `VideoConverter`'s scalers take about 10 ms to bring a 1080p I420 frame to RGB at the
+//! 848x480 bucket, or such an RGB frame back to 1080p I420, on one core of the
+//! development machine (`cargo bench --bench stream -- scale`): that is most of what live
+//! 1080p60 leaves on two cores. Here each plane of a planar or semi-planar 8-bit YUV
+//! frame, or the one plane of packed 8-bit RGB, is resized on its own with a Mitchell
+//! filter (the cubic `VideoConverter` uses by default), widened with the scale when
+//! shrinking so that nothing aliases. Colours are not touched: [`super::convert`]
+//! converts them with `VideoConverter` at the smaller size.
 //!
 //! Chroma planes are resized as if their samples sat at the centre of the luma samples
 //! they cover. For co-sited chroma (MPEG-2 4:2:0) that moves chroma by under a third of
 //! a luma pixel between 1080p and 480p, far below what a diffusion edit changes.
 
-use fast_image_resize::images::{TypedCroppedImageMut, TypedImage, TypedImageRef};
-use fast_image_resize::pixels::{U8, U8x2, U8x3, U8x4};
-use fast_image_resize::{FilterType, PixelTrait, ResizeAlg, ResizeOptions, Resizer};
+use std::sync::Arc;
+
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
+use pic_scale::{
+    ImageSize, ImageStore, ImageStoreMut, PicScaleError, Resampling, ResamplingFunction, Scaler,
+};
 
 /// The pixel of a format's planes, for the formats scaled here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,31 +66,37 @@ pub enum PlaneError {
     Map(gst::glib::BoolError),
     #[error("cannot allocate a frame: {0}")]
     Alloc(#[from] std::io::Error),
-    #[error("plane {plane}: its stride of {stride} bytes is not a whole number of pixels")]
-    Stride { plane: usize, stride: usize },
     #[error("plane {plane}: {source}")]
     Resize {
         plane: usize,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: PicScaleError,
     },
 }
 
-/// Which plane of the output each plane of the input is resized into.
-#[derive(Debug, Clone, Copy)]
+/// A plane's resampling, planned once for its two sizes, by the bytes a pixel takes.
+#[derive(Clone)]
+enum Plan {
+    One(Arc<Resampling<u8, 1>>),
+    Two(Arc<Resampling<u8, 2>>),
+    Three(Arc<Resampling<u8, 3>>),
+    Four(Arc<Resampling<u8, 4>>),
+}
+
+/// Which plane of the output each plane of the input is resized into, and how.
+#[derive(Clone)]
 struct PlaneMap {
     from: usize,
     to: usize,
-    /// A component the plane holds, whose subsampling gives its size.
-    component: u8,
-    /// Bytes a pixel of the plane takes.
-    size: usize,
+    from_size: ImageSize,
+    to_size: ImageSize,
+    plan: Plan,
 }
 
 /// Resizes frames from one size to another, plane by plane: within one format, or from
 /// one planar 8-bit YUV format to another (their chroma resized to the other's
 /// subsampling).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PlaneScaler {
     planes: Vec<PlaneMap>,
 }
@@ -96,30 +105,53 @@ impl PlaneScaler {
     /// A scaler from `from` to `to`; `None` where their formats are not scaled here.
     pub fn new(from: &VideoInfo, to: &VideoInfo) -> Option<Self> {
         let pixel = Pixel::of(from.format())?;
-        let planes = if from.format() == to.format() {
+        // (plane in, plane out, a component the planes hold, bytes a pixel takes)
+        let maps: Vec<(usize, usize, u8, usize)> = if from.format() == to.format() {
             (0..from.n_planes() as usize)
-                .map(|plane| PlaneMap {
-                    from: plane,
-                    to: plane,
-                    // Luma (or the packed pixels) in plane 0; both chroma components,
-                    // subsampled alike, in the others.
-                    component: plane.min(1) as u8,
-                    size: pixel.size(plane),
-                })
+                // Luma (or the packed pixels) in plane 0; both chroma components,
+                // subsampled alike, in the others.
+                .map(|plane| (plane, plane, plane.min(1) as u8, pixel.size(plane)))
                 .collect()
         } else if is_planar_yuv(from.format()) && is_planar_yuv(to.format()) {
             let (a, b) = (from.format_info(), to.format_info());
             (0..3)
-                .map(|c| PlaneMap {
-                    from: a.plane()[c] as usize,
-                    to: b.plane()[c] as usize,
-                    component: c as u8,
-                    size: 1,
-                })
+                .map(|c| (a.plane()[c] as usize, b.plane()[c] as usize, c as u8, 1))
                 .collect()
         } else {
             return None;
         };
+        let scaler = Scaler::new(ResamplingFunction::MitchellNetravalli);
+        let planes = maps
+            .into_iter()
+            .map(|(from_plane, to_plane, component, size)| {
+                let geometry = |info: &VideoInfo| {
+                    let finfo = info.format_info();
+                    ImageSize::new(
+                        finfo.scale_width(component, info.width()) as usize,
+                        finfo.scale_height(component, info.height()) as usize,
+                    )
+                };
+                let (from_size, to_size) = (geometry(from), geometry(to));
+                let plan = match size {
+                    1 => Plan::One(scaler.plan_planar_resampling(from_size, to_size).ok()?),
+                    2 => Plan::Two(scaler.plan_cbcr_resampling(from_size, to_size).ok()?),
+                    3 => Plan::Three(scaler.plan_rgb_resampling(from_size, to_size).ok()?),
+                    // Alpha, or padding, is a channel like the others: never multiplied in.
+                    _ => Plan::Four(
+                        scaler
+                            .plan_rgba_resampling(from_size, to_size, false)
+                            .ok()?,
+                    ),
+                };
+                Some(PlaneMap {
+                    from: from_plane,
+                    to: to_plane,
+                    from_size,
+                    to_size,
+                    plan,
+                })
+            })
+            .collect::<Option<_>>()?;
         Some(Self { planes })
     }
 
@@ -140,41 +172,41 @@ impl PlaneScaler {
         }
     }
 
+    /// The format to convert frames of `format` into, at their own size, before they
+    /// grow into `to`: planar YUV stays as it is where `to` is planar YUV too (at most a
+    /// change of matrix comes first); other formats go to 4:4:4 on their way to planar
+    /// YUV, so that the chroma grows from all the colour the smaller picture has; and to
+    /// any other format, the frame is converted to `to` itself.
+    pub fn growing_middle_format(format: VideoFormat, to: VideoFormat) -> VideoFormat {
+        match (is_planar_yuv(format), is_planar_yuv(to)) {
+            (true, true) => format,
+            (false, true) => VideoFormat::Y444,
+            (_, false) => to,
+        }
+    }
+
+    /// Resizes `src` into `dst`, which must be of the infos the scaler was made for.
     pub fn scale(
         &self,
         src: &VideoFrameRef<&gst::BufferRef>,
         dst: &mut VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<(), PlaneError> {
-        let mut resizer = Resizer::new();
         for map in &self.planes {
-            let geometry = |frame_info: &VideoInfo| {
-                let finfo = frame_info.format_info();
-                (
-                    finfo.scale_width(map.component, frame_info.width()),
-                    finfo.scale_height(map.component, frame_info.height()),
-                )
-            };
-            let (from_size, to_size) = (geometry(src.info()), geometry(dst.info()));
             let from_stride = src.plane_stride()[map.from] as usize;
             let to_stride = dst.plane_stride()[map.to] as usize;
-            for (plane, stride) in [(map.from, from_stride), (map.to, to_stride)] {
-                if stride % map.size != 0 {
-                    return Err(PlaneError::Stride { plane, stride });
-                }
-            }
             let rows = Rows {
                 from: src.plane_data(map.from as u32).map_err(PlaneError::Map)?,
                 from_stride,
-                from_size,
+                from_size: map.from_size,
                 to: dst.plane_data_mut(map.to as u32).map_err(PlaneError::Map)?,
                 to_stride,
-                to_size,
+                to_size: map.to_size,
             };
-            match map.size {
-                1 => rows.resize::<U8>(&mut resizer),
-                2 => rows.resize::<U8x2>(&mut resizer),
-                3 => rows.resize::<U8x3>(&mut resizer),
-                _ => rows.resize::<U8x4>(&mut resizer),
+            match &map.plan {
+                Plan::One(plan) => rows.resize(&**plan),
+                Plan::Two(plan) => rows.resize(&**plan),
+                Plan::Three(plan) => rows.resize(&**plan),
+                Plan::Four(plan) => rows.resize(&**plan),
             }
             .map_err(|source| PlaneError::Resize {
                 plane: map.from,
@@ -194,36 +226,22 @@ fn is_planar_yuv(format: VideoFormat) -> bool {
 struct Rows<'a> {
     from: &'a [u8],
     from_stride: usize,
-    from_size: (u32, u32),
+    from_size: ImageSize,
     to: &'a mut [u8],
     to_stride: usize,
-    to_size: (u32, u32),
+    to_size: ImageSize,
 }
 
 impl Rows<'_> {
-    /// Resizes the plane's pixels of type `P`. Each image is seen as its whole stride wide,
-    /// then cropped to its width: rows padded past their pixels are neither read nor
-    /// written.
-    fn resize<P: PixelTrait>(
-        self,
-        resizer: &mut Resizer,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let ((sw, sh), (dw, dh)) = (self.from_size, self.to_size);
-        let from_len = (self.from_stride * sh as usize).min(self.from.len());
-        let src = TypedImageRef::<P>::from_buffer(
-            (self.from_stride / P::size()) as u32,
-            sh,
-            &self.from[..from_len],
-        )?;
-        let mut whole =
-            TypedImage::<P>::from_buffer((self.to_stride / P::size()) as u32, dh, self.to)?;
-        let mut dst = TypedCroppedImageMut::from_ref(&mut whole, 0, 0, dw, dh)?;
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Mitchell))
-            .crop(0.0, 0.0, sw as f64, sh as f64)
-            // Alpha, or padding, is a channel like the others: never multiplied in.
-            .use_alpha(false);
-        resizer.resize_typed(&src, &mut dst, &options)?;
-        Ok(())
+    /// Resizes the plane's pixels of `N` bytes. Strides count bytes, so rows padded past
+    /// their pixels (by any number of bytes) are neither read nor written.
+    fn resize<const N: usize>(self, plan: &Resampling<u8, N>) -> Result<(), PicScaleError> {
+        let mut src =
+            ImageStore::<u8, N>::from_slice(self.from, self.from_size.width, self.from_size.height)?;
+        src.stride = self.from_stride;
+        let mut dst =
+            ImageStoreMut::<u8, N>::from_slice(self.to, self.to_size.width, self.to_size.height)?;
+        dst.stride = self.to_stride;
+        plan.resample(&src, &mut dst)
     }
 }
