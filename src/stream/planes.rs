@@ -236,8 +236,11 @@ impl Rows<'_> {
     /// Resizes the plane's pixels of `N` bytes. Strides count bytes, so rows padded past
     /// their pixels (by any number of bytes) are neither read nor written.
     fn resize<const N: usize>(self, plan: &Resampling<u8, N>) -> Result<(), PicScaleError> {
-        let mut src =
-            ImageStore::<u8, N>::from_slice(self.from, self.from_size.width, self.from_size.height)?;
+        let mut src = ImageStore::<u8, N>::from_slice(
+            self.from,
+            self.from_size.width,
+            self.from_size.height,
+        )?;
         src.stride = self.from_stride;
         let mut dst =
             ImageStoreMut::<u8, N>::from_slice(self.to, self.to_size.width, self.to_size.height)?;
