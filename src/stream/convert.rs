@@ -169,24 +169,23 @@ impl Split {
                 format,
                 source,
             })?;
-        let (planes, colours) = if growing {
-            (
-                PlaneScaler::new(&middle, out_info),
-                (!same_colours(in_info, &middle)).then(|| converter(in_info, &middle, threads)),
-            )
+        // Planes resized, then colours converted, or the other way round.
+        let ((resized_from, resized_to), (converted_from, converted_to)) = if growing {
+            ((&middle, out_info), (in_info, &middle))
         } else {
-            (
-                PlaneScaler::new(in_info, &middle),
-                (!same_colours(&middle, out_info)).then(|| converter(&middle, out_info, threads)),
-            )
+            ((in_info, &middle), (&middle, out_info))
         };
-        let Some(planes) = planes else {
+        let Some(planes) = PlaneScaler::new(resized_from, resized_to) else {
             return Ok(None);
+        };
+        let colours = match same_colours(converted_from, converted_to) {
+            true => None,
+            false => Some(converter(converted_from, converted_to, threads)?),
         };
         Ok(Some(Self {
             planes,
             middle,
-            colours: colours.transpose()?,
+            colours,
             growing,
         }))
     }

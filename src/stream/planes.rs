@@ -75,7 +75,6 @@ pub enum PlaneError {
 }
 
 /// A plane's resampling, planned once for its two sizes, by the bytes a pixel takes.
-#[derive(Clone)]
 enum Plan {
     One(Arc<Resampling<u8, 1>>),
     Two(Arc<Resampling<u8, 2>>),
@@ -84,7 +83,6 @@ enum Plan {
 }
 
 /// Which plane of the output each plane of the input is resized into, and how.
-#[derive(Clone)]
 struct PlaneMap {
     from: usize,
     to: usize,
@@ -96,13 +94,13 @@ struct PlaneMap {
 /// Resizes frames from one size to another, plane by plane: within one format, or from
 /// one planar 8-bit YUV format to another (their chroma resized to the other's
 /// subsampling).
-#[derive(Clone)]
 pub struct PlaneScaler {
     planes: Vec<PlaneMap>,
 }
 
 impl PlaneScaler {
-    /// A scaler from `from` to `to`; `None` where their formats are not scaled here.
+    /// A scaler from `from` to `to`; `None` where their formats are not scaled here (or
+    /// pic-scale cannot plan their sizes).
     pub fn new(from: &VideoInfo, to: &VideoInfo) -> Option<Self> {
         let pixel = Pixel::of(from.format())?;
         // (plane in, plane out, a component the planes hold, bytes a pixel takes)
@@ -246,5 +244,73 @@ impl Rows<'_> {
             ImageStoreMut::<u8, N>::from_slice(self.to, self.to_size.width, self.to_size.height)?;
         dst.stride = self.to_stride;
         plan.resample(&src, &mut dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `info` whose every plane holds one value: 40, 90, 140, 190 by plane.
+    fn flat(info: &VideoInfo) -> gst::Buffer {
+        let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
+        {
+            let mut frame =
+                VideoFrameRef::from_buffer_ref_writable(buffer.get_mut().unwrap(), info).unwrap();
+            for plane in 0..frame.n_planes() {
+                frame
+                    .plane_data_mut(plane)
+                    .unwrap()
+                    .fill(40 + 50 * plane as u8);
+            }
+        }
+        buffer
+    }
+
+    #[test]
+    fn flat_planes_stay_flat_at_any_size_down_to_a_pixel() {
+        gst::init().unwrap();
+        // Every pair of sides from 1 to 17 pixels, odd and even: each side grows, shrinks
+        // or stays while the other does any of these.
+        let sides = [1u32, 2, 3, 5, 8, 17];
+        let sizes: Vec<(u32, u32)> = sides
+            .iter()
+            .flat_map(|&w| sides.iter().map(move |&h| (w, h)))
+            .collect();
+        for format in [VideoFormat::I420, VideoFormat::Nv12, VideoFormat::Rgb] {
+            for &(fw, fh) in &sizes {
+                for &(tw, th) in &sizes {
+                    let from = VideoInfo::builder(format, fw, fh).build().unwrap();
+                    let to = VideoInfo::builder(format, tw, th).build().unwrap();
+                    let scaler = PlaneScaler::new(&from, &to).expect("8-bit formats are scaled");
+                    let input = flat(&from);
+                    let mut output = gst::Buffer::with_size(to.size()).unwrap();
+                    let src =
+                        VideoFrameRef::from_buffer_ref_readable(input.as_ref(), &from).unwrap();
+                    let mut dst =
+                        VideoFrameRef::from_buffer_ref_writable(output.get_mut().unwrap(), &to)
+                            .unwrap();
+                    scaler.scale(&src, &mut dst).unwrap();
+                    for plane in 0..dst.n_planes() {
+                        let want = 40 + 50 * plane as u8;
+                        let stride = dst.plane_stride()[plane as usize] as usize;
+                        let comp = plane.min(1) as u8;
+                        let (w, h) = (
+                            to.format_info().scale_width(comp, tw) as usize,
+                            to.format_info().scale_height(comp, th) as usize,
+                        );
+                        let bytes = w * Pixel::of(format).unwrap().size(plane as usize);
+                        let data = dst.plane_data(plane).unwrap();
+                        for row in data.chunks(stride).take(h) {
+                            assert!(
+                                row[..bytes].iter().all(|&v| v.abs_diff(want) <= 1),
+                                "{format:?} {fw}x{fh} -> {tw}x{th}, plane {plane}: {:?}",
+                                &row[..bytes]
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
