@@ -153,11 +153,6 @@ impl PlaneScaler {
         Some(Self { planes })
     }
 
-    /// Whether frames of `format` are scaled here.
-    pub fn scales(format: VideoFormat) -> bool {
-        Pixel::of(format).is_some()
-    }
-
     /// The format to shrink frames of `format` into on the way to `to`: planar YUV goes
     /// straight to `to` where that is planar YUV too (no colour conversion follows, at
     /// most a change of matrix), else to 4:4:4, so that the colour conversion after it
