@@ -122,14 +122,7 @@ impl PlaneScaler {
         let planes = maps
             .into_iter()
             .map(|(from_plane, to_plane, component, size)| {
-                let geometry = |info: &VideoInfo| {
-                    let finfo = info.format_info();
-                    ImageSize::new(
-                        finfo.scale_width(component, info.width()) as usize,
-                        finfo.scale_height(component, info.height()) as usize,
-                    )
-                };
-                let (from_size, to_size) = (geometry(from), geometry(to));
+                let (from_size, to_size) = (plane_size(from, component), plane_size(to, component));
                 let plan = match size {
                     1 => Plan::One(scaler.plan_planar_resampling(from_size, to_size).ok()?),
                     2 => Plan::Two(scaler.plan_cbcr_resampling(from_size, to_size).ok()?),
@@ -208,6 +201,15 @@ impl PlaneScaler {
         }
         Ok(())
     }
+}
+
+/// The pixels a plane holding `component` has in frames of `info`.
+fn plane_size(info: &VideoInfo, component: u8) -> ImageSize {
+    let finfo = info.format_info();
+    ImageSize::new(
+        finfo.scale_width(component, info.width()) as usize,
+        finfo.scale_height(component, info.height()) as usize,
+    )
 }
 
 /// Three planes of 8-bit samples: Y, U and V, in some order and subsampling.
@@ -289,14 +291,10 @@ mod tests {
                     for plane in 0..dst.n_planes() {
                         let want = 40 + 50 * plane as u8;
                         let stride = dst.plane_stride()[plane as usize] as usize;
-                        let comp = plane.min(1) as u8;
-                        let (w, h) = (
-                            to.format_info().scale_width(comp, tw) as usize,
-                            to.format_info().scale_height(comp, th) as usize,
-                        );
-                        let bytes = w * Pixel::of(format).unwrap().size(plane as usize);
+                        let size = plane_size(&to, plane.min(1) as u8);
+                        let bytes = size.width * Pixel::of(format).unwrap().size(plane as usize);
                         let data = dst.plane_data(plane).unwrap();
-                        for row in data.chunks(stride).take(h) {
+                        for row in data.chunks(stride).take(size.height) {
                             assert!(
                                 row[..bytes].iter().all(|&v| v.abs_diff(want) <= 1),
                                 "{format:?} {fw}x{fh} -> {tw}x{th}, plane {plane}: {:?}",
