@@ -84,6 +84,17 @@ impl Outcome {
             .collect()
     }
 
+    /// How long after being queued the last of windows `0..n` was submitted, in seconds.
+    pub fn submitted_within(&self, n: u64) -> f64 {
+        self.window_structures()
+            .filter(|s| {
+                s.get::<String>("state").unwrap() == "submitted"
+                    && s.get::<u64>("index").unwrap() < n
+            })
+            .map(|s| s.get::<f64>("elapsed").unwrap())
+            .fold(0.0, f64::max)
+    }
+
     fn window_structures(&self) -> impl Iterator<Item = &gst::StructureRef> {
         self.messages.iter().filter_map(|m| match m.view() {
             gst::MessageView::Element(e) => e.structure().filter(|s| s.name() == "wanedit-window"),
