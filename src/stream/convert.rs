@@ -579,6 +579,31 @@ mod tests {
     }
 
     #[test]
+    fn a_scaler_used_again_makes_what_a_new_one_makes() {
+        use VideoFormat::*;
+        // Shrinking and growing, each through its middle frame, growing taller through
+        // planes resized rows first: both are kept from frame to frame, and what one frame
+        // left in them must not show in the next.
+        for (from, to) in [
+            (info(I420, 640, 360), info(Rgb, 288, 160)),
+            (info(Rgb, 288, 160), info(I420, 640, 360)),
+        ] {
+            let scaler = Scaler::new(&from, &to, 1).unwrap();
+            scaler.convert(&waves(&from)).unwrap();
+            let flat = gst::Buffer::from_mut_slice(vec![77u8; from.size()]);
+            let again = scaler.convert(&flat).unwrap();
+            let fresh = Scaler::new(&from, &to, 1).unwrap().convert(&flat).unwrap();
+            assert!(
+                again.map_readable().unwrap().as_slice()
+                    == fresh.map_readable().unwrap().as_slice(),
+                "{:?} -> {:?}: the second frame differs from a new scaler's",
+                from.format(),
+                to.format()
+            );
+        }
+    }
+
+    #[test]
     fn frames_the_planes_cannot_take_go_to_the_converter() {
         use VideoFormat::*;
         // A format not scaled here, no scaling, or one side shrinking and the other

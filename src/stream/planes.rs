@@ -13,7 +13,7 @@
 //! they cover. For co-sited chroma (MPEG-2 4:2:0) that moves chroma by under a third of
 //! a luma pixel between 1080p and 480p, far below what a diffusion edit changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
@@ -93,6 +93,8 @@ struct Passes<const N: usize> {
     /// The columns, resized after `first` resized the rows into a plane of the output's
     /// width and the input's height.
     columns: Option<Arc<Resampling<u8, N>>>,
+    /// That plane's samples, kept from frame to frame: made once, not for every frame.
+    between: Mutex<Vec<u8>>,
 }
 
 impl<const N: usize> Passes<N> {
@@ -106,11 +108,13 @@ impl<const N: usize> Passes<N> {
             Ok(Self {
                 first: plan(from, between)?,
                 columns: Some(plan(between, to)?),
+                between: Mutex::new(Vec::new()),
             })
         } else {
             Ok(Self {
                 first: plan(from, to)?,
                 columns: None,
+                between: Mutex::new(Vec::new()),
             })
         }
     }
@@ -289,8 +293,10 @@ impl Rows<'_> {
         match &passes.columns {
             None => passes.first.resample(&src, &mut dst),
             Some(columns) => {
-                let mut between =
-                    ImageStoreMut::<u8, N>::alloc(self.to_size.width, self.from_size.height);
+                let (width, height) = (self.to_size.width, self.from_size.height);
+                let mut scratch = passes.between.lock().unwrap();
+                scratch.resize(width * height * N, 0);
+                let mut between = ImageStoreMut::<u8, N>::from_slice(&mut scratch, width, height)?;
                 passes.first.resample(&src, &mut between)?;
                 columns.resample(&between.to_immutable(), &mut dst)
             }
