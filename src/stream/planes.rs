@@ -103,20 +103,17 @@ impl<const N: usize> Passes<N> {
         to: ImageSize,
         plan: impl Fn(ImageSize, ImageSize) -> Result<Arc<Resampling<u8, N>>, PicScaleError>,
     ) -> Result<Self, PicScaleError> {
-        if to.height > from.height && to.width != from.width {
+        let (first, columns) = if to.height > from.height && to.width != from.width {
             let between = ImageSize::new(to.width, from.height);
-            Ok(Self {
-                first: plan(from, between)?,
-                columns: Some(plan(between, to)?),
-                between: Mutex::new(Vec::new()),
-            })
+            (plan(from, between)?, Some(plan(between, to)?))
         } else {
-            Ok(Self {
-                first: plan(from, to)?,
-                columns: None,
-                between: Mutex::new(Vec::new()),
-            })
-        }
+            (plan(from, to)?, None)
+        };
+        Ok(Self {
+            first,
+            columns,
+            between: Mutex::new(Vec::new()),
+        })
     }
 }
 
