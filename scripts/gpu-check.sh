@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run on a lent GPU machine, after scripts/gpu-prepare.sh here, in one call:
-#   run(command="bash scripts/gpu-check.sh", carry=[".gpu"], timeout_s=600)
+# Run on the GPU machine, after scripts/gpu-prepare.sh here, in one call:
+#   bash scripts/gpu-check.sh   (with .gpu/ copied beside the checkout)
 # 1. the parity cases on CUDA (f32 within 1e-3, bf16 within 2e-2) and the fused
 #    attention against the blocked one;
 # 2. one self-attention alone (12 heads of 32,760 tokens) against PyTorch's SDPA, and
@@ -26,7 +26,7 @@ chmod +x "$wan_gpu"
 gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
 echo "GPU: $gpu, $(date -u +%F)"
 
-# A failed check must not cost the timings: the device time of a session is 15 minutes,
+# A failed check must not cost the timings: GPU time is short and costly,
 # so everything runs and the exit status says what failed.
 status=0
 "$wan_gpu" parity tests/fixtures/parity cuda:0 2>&1 | tee "$out/parity.txt" || status=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run here (no GPU needed): builds what scripts/gpu-check.sh runs on a lent GPU machine,
+# Run here (no GPU needed): builds what scripts/gpu-check.sh runs on the GPU machine,
 # which has PyTorch but neither Rust nor diffusers, into .gpu/ (ignored by git; the
-# device tool's `carry` takes it along):
+# directory travels with the checkout):
 #   .gpu/bin/wan_gpu.xz  examples/wan_gpu.rs, --release --features cuda (links no
 #                      GStreamer), compressed: the tree that travels is capped at 64 MiB
 #   .gpu/wheels/       diffusers (the version the parity cases were made with) and the

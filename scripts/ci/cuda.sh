@@ -5,7 +5,7 @@
 # still runs nvcc on every Candle kernel and on ours (the slow part, minutes on two
 # cores) but skips code generation and linking, which need libcuda and another
 # release build of everything. Nothing here runs on a GPU: scripts/gpu-check.sh does,
-# on a lent machine.
+# on a GPU machine.
 #
 # nvcc comes from PyPI wheels through ../shared/cuda/env.sh (CUDA 13.0, as the GPU
 # machines' drivers); WANEDIT_CUDA_ENV names another script that prints the same exports.
