@@ -19,6 +19,9 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     wanedit::register(plugin)
 }
 
+// The origin is Cargo.toml's `repository`, empty while the project has no public home.
+// The macro also exports `gst_plugin_wanedit_register()`, which is how an application
+// registers the plugin when it links the `static` build.
 gst::plugin_define!(
     wanedit,
     env!("CARGO_PKG_DESCRIPTION"),
