@@ -157,6 +157,11 @@ fn check(answer: Answer, body: &Value) -> Result<Read, TestCaseError> {
                     !message.trim().is_empty(),
                     "{answer:?}: no reason in {body}"
                 );
+                prop_assert!(
+                    message.chars().count() <= MAX_ERROR,
+                    "{answer:?}: a reason of {} characters",
+                    message.chars().count()
+                );
             }
             Ok(read)
         }

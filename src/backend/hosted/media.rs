@@ -26,6 +26,13 @@ pub const MIN_SIDE: u32 = 16;
 /// can hold huge frames).
 const MAX_DECODED_BYTES: usize = 4 << 30;
 
+/// Sides over this are refused in any clip decoded: 8K, far past what a Wan model makes.
+const MAX_SIDE: u32 = 8192;
+
+/// An edit may have sides up to this whatever the window's size: the hosted models make up
+/// to 1080p, either way round, from windows of any size.
+const EDIT_SIDE_FLOOR: u32 = 1920;
+
 /// Why a clip could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
@@ -41,6 +48,15 @@ pub enum MediaError {
     TooSmall { width: u32, height: u32 },
     #[error("the clip decodes to more than {} MiB of frames", .0 >> 20)]
     TooLarge(usize),
+    #[error(
+        "the clip declares {width}x{height} frames, over the {largest} that an edit of this \
+         window may have: it is no edit of the window"
+    )]
+    Oversized {
+        width: u32,
+        height: u32,
+        largest: Size,
+    },
     /// What GStreamer, or the frames given to encode, did not allow.
     #[error("{0}")]
     Pipeline(String),
@@ -228,14 +244,24 @@ fn encoder(
 /// Decodes the first video track of a clip to raw frames, in presentation order, their
 /// times counted from the clip's first frame; each frame is decoded as the one before is
 /// taken. Other tracks (audio) are ignored. Data that is no video, holds no frames, or
-/// whose frames are under [`MIN_SIDE`] on a side is refused, with an `Err` in place of
-/// the first frame where the pipeline finds out.
+/// whose frames are under [`MIN_SIDE`] or over 8192 on a side is refused, with an `Err`
+/// in place of the first frame where the pipeline finds out.
 pub fn decode_mp4(data: Vec<u8>) -> Result<DecodedFrames, MediaError> {
-    decode(data, MAX_DECODED_BYTES)
+    decode(data, Size::new(MAX_SIDE, MAX_SIDE), MAX_DECODED_BYTES)
 }
 
-/// [`decode_mp4`], refusing a clip once its frames pass `budget` bytes.
-fn decode(data: Vec<u8>, budget: usize) -> Result<DecodedFrames, MediaError> {
+/// [`decode_mp4`] for the edit of a window of `asked` frames: a clip whose frames are over
+/// twice as wide or high (and over 1080p) is refused from the sizes its container and
+/// stream declare, before any frame is decoded.
+pub fn decode_edit(data: Vec<u8>, asked: Size) -> Result<DecodedFrames, MediaError> {
+    let side = |asked: u32| asked.saturating_mul(2).max(EDIT_SIDE_FLOOR);
+    let largest = Size::new(side(asked.width), side(asked.height));
+    decode(data, largest, MAX_DECODED_BYTES)
+}
+
+/// [`decode_mp4`], refusing a clip whose frames are over `largest` on a side, and once its
+/// frames pass `budget` bytes.
+fn decode(data: Vec<u8>, largest: Size, budget: usize) -> Result<DecodedFrames, MediaError> {
     gst::init()?;
     check_video(&data)?;
     let size = data.len() as u64;
@@ -295,6 +321,25 @@ fn decode(data: Vec<u8>, budget: usize) -> Result<DecodedFrames, MediaError> {
     convert.link(&sink)?;
 
     let tracks = Arc::new(Mutex::new(Tracks::default()));
+    // Each stream's caps on the way to a decoder (the demuxer's, the parser's) say how big
+    // its frames are: a decoder plugged for a huge size would allocate frames of it (a
+    // small file can declare 16000x16000), so such a stream is stopped before one is.
+    decodebin.connect("autoplug-continue", false, {
+        let tracks = tracks.clone();
+        move |values| {
+            let refused = values[2]
+                .get::<gst::Caps>()
+                .ok()
+                .and_then(|caps| oversized(&caps, largest));
+            if let (Some(error), Ok(decodebin)) = (refused, values[0].get::<gst::Element>()) {
+                // Recorded first: the pipeline's error is explained by it.
+                tracks.lock().unwrap().refused = Some(error.clone());
+                gst::element_error!(decodebin, gst::StreamError::Format, ["{error}"]);
+                return Some(false.to_value());
+            }
+            Some(true.to_value())
+        }
+    });
     decodebin.connect_pad_added({
         let pipeline = pipeline.downgrade();
         let convert = convert.clone();
@@ -339,6 +384,7 @@ fn decode(data: Vec<u8>, budget: usize) -> Result<DecodedFrames, MediaError> {
         reader: SampleReader::default(),
         origin: None,
         decoded: 0,
+        largest,
         budget,
         frames: 0,
         done: false,
@@ -355,6 +401,7 @@ pub struct DecodedFrames {
     origin: Option<gst::ClockTime>,
     /// Bytes decoded so far, counted as packed RGB.
     decoded: usize,
+    largest: Size,
     budget: usize,
     frames: usize,
     done: bool,
@@ -387,6 +434,10 @@ impl DecodedFrames {
         let (width, height) = (info.width(), info.height());
         if width < MIN_SIDE || height < MIN_SIDE {
             return Err(MediaError::TooSmall { width, height });
+        }
+        // A stream whose frames grew past what its caps declared.
+        if let Some(error) = oversized(caps, self.largest) {
+            return Err(error);
         }
         self.decoded = self
             .decoded
@@ -437,11 +488,17 @@ struct Tracks {
     others: Vec<String>,
     /// Whether decodebin found every stream.
     complete: bool,
+    /// Why a stream was stopped before its decoder, if one was.
+    refused: Option<MediaError>,
 }
 
 impl Tracks {
-    /// A pipeline error, as the clip's lack of a video track where that was the cause.
+    /// A pipeline error, as the clip's lack of a video track, or a stream stopped for its
+    /// size, where that was the cause.
     fn explain(&self, error: MediaError) -> MediaError {
+        if let Some(refused) = &self.refused {
+            return refused.clone();
+        }
         if self.video || !self.complete {
             return error;
         }
@@ -453,6 +510,18 @@ impl Tracks {
             )),
         }
     }
+}
+
+/// Why frames of the size `caps` declare are refused, if they are over `largest` on a side.
+fn oversized(caps: &gst::CapsRef, largest: Size) -> Option<MediaError> {
+    let s = caps.structure(0)?;
+    let side = |name: &str| s.get::<i32>(name).ok().and_then(|v| u32::try_from(v).ok());
+    let (width, height) = (side("width")?, side("height")?);
+    (width > largest.width || height > largest.height).then_some(MediaError::Oversized {
+        width,
+        height,
+        largest,
+    })
 }
 
 /// Refuses data that GStreamer does not find to be a video container or stream (an image,
@@ -720,6 +789,30 @@ mod tests {
                 .unwrap_err(),
             MediaError::TooLarge(9 * frame - 1)
         );
+    }
+
+    #[test]
+    fn edits_over_twice_the_window_or_1080p_are_refused_before_decoding() {
+        let mp4 = encode(&clip(3, 64, 48), gst::Fraction::new(16, 1)).unwrap();
+        // Any window may come back at 1080p.
+        let frames = decode_edit(mp4.clone(), Size::new(16, 16))
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .unwrap();
+        assert_eq!(frames.len(), 3);
+        // Past the bound on one side, the clip's caps refuse it.
+        let within = |side: u32| {
+            decode(mp4.clone(), Size::new(side, side), MAX_DECODED_BYTES)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        };
+        assert_eq!(
+            within(63).unwrap_err(),
+            MediaError::Oversized {
+                width: 64,
+                height: 48,
+                largest: Size::new(63, 63)
+            }
+        );
+        assert_eq!(within(64).unwrap().len(), 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::fields::Fields;
 use super::http::{Body, Call, Http};
 use super::prediction::{self, ListOutput};
-use super::runner::{Inputs, Job, Media, Poll, Protocol};
+use super::runner::{Inputs, Job, Media, Poll, Protocol, job_url};
 use super::{Model, Provider, text, url_at};
 use crate::backend::BackendError;
 
@@ -34,15 +34,11 @@ impl Replicate {
     /// The job a create answer describes; Replicate's own paths where it gives no URLs.
     pub fn create_answer(&self, reply: &Value) -> Result<Job, BackendError> {
         let id = text(reply, "/id")?.to_owned();
-        let own = |path: String| self.model.url(&path);
-        let mut job = Job::new(
-            id.clone(),
-            url_at(reply, "/urls/get").or_else(|_| own(format!("v1/predictions/{id}")))?,
-        );
-        job.cancel = Some(
-            url_at(reply, "/urls/cancel")
-                .or_else(|_| own(format!("v1/predictions/{id}/cancel")))?,
-        );
+        let own = |tail: &[&str]| job_url(self.model.url("v1/predictions")?, &id, tail);
+        let poll = url_at(reply, "/urls/get").or_else(|_| own(&[]))?;
+        let cancel = url_at(reply, "/urls/cancel").or_else(|_| own(&["cancel"]))?;
+        let mut job = Job::new(id, poll);
+        job.cancel = Some(cancel);
         Ok(job)
     }
 }

@@ -1,6 +1,8 @@
 //! The job runner every hosted backend shares: encode, stage, create, poll, download,
 //! decode, under `job-timeout`, with the remote job cancelled when the edit is dropped.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +14,12 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
-use super::http::Http;
+use super::http::{self, Http};
 use super::media;
 use crate::backend::runtime::runtime;
 use crate::backend::{
-    Backend, BackendError, Capabilities, EditParams, EditRequest, EditedClip, FrameCounts,
-    InputFormat, JobReporter, JobUpdate, Resolution, Size,
+    Backend, BackendError, Capabilities, ConfigError, EditParams, EditRequest, EditedClip,
+    FrameCounts, InputFormat, JobReporter, JobUpdate, Resolution, Size,
 };
 use crate::memory::give_back_freed;
 
@@ -25,6 +27,10 @@ use crate::memory::give_back_freed;
 /// up to `POLL_MAX`.
 const POLL_FIRST: Duration = Duration::from_millis(500);
 const POLL_MAX: Duration = Duration::from_secs(5);
+
+/// The largest reference image read: far past any image a model takes as a reference, and
+/// sent again with every window.
+const MAX_REFERENCE_BYTES: u64 = 32 << 20;
 
 /// A file the provider must be able to read: the clip or the reference image.
 #[derive(Debug, Clone)]
@@ -81,6 +87,40 @@ impl Job {
             slot: None,
         }
     }
+
+    /// Refuses a job whose URLs leave the provider's own origin (see
+    /// [`Http::check_own_url`]). A cancel URL elsewhere is dropped first: the job is then
+    /// cancelled only where its provider is.
+    fn check_urls(&mut self, http: &Http) -> Result<(), BackendError> {
+        if let Some(cancel) = &self.cancel
+            && let Err(error) = http.check_own_url(cancel)
+        {
+            self.cancel = None;
+            return Err(error);
+        }
+        http.check_own_url(&self.poll)?;
+        self.result
+            .as_ref()
+            .map_or(Ok(()), |result| http.check_own_url(result))
+    }
+}
+
+/// `base` with a job's `id` as one more path segment, then `tail`, where a provider gives
+/// no URL of its own: the id is the provider's text, and "/", "?" and "#" in it are
+/// escaped, so that it names the job and no other path.
+pub fn job_url(mut base: Url, id: &str, tail: &[&str]) -> Result<Url, BackendError> {
+    // Segments that would move up the path are dropped, not escaped, by `push`.
+    if matches!(id, "" | "." | "..") {
+        return Err(BackendError::Protocol(format!(
+            "the job id {id:?} cannot name a job"
+        )));
+    }
+    base.path_segments_mut()
+        .map_err(|()| BackendError::Protocol("the endpoint takes no job paths".into()))?
+        .pop_if_empty()
+        .push(id)
+        .extend(tail);
+    Ok(base)
 }
 
 /// Where a job stands.
@@ -194,6 +234,8 @@ struct Runner<P> {
     /// held twice (its inputs wait with the job for a retry while its edit is made).
     encoding: Semaphore,
     decoding: Arc<Semaphore>,
+    /// The reference image as last read, by its path: read once, not for every window.
+    reference_image: tokio::sync::Mutex<Option<(PathBuf, Media)>>,
 }
 
 impl<P: Protocol> Hosted<P> {
@@ -205,6 +247,7 @@ impl<P: Protocol> Hosted<P> {
             job_timeout,
             encoding: Semaphore::new(1),
             decoding: Arc::new(Semaphore::new(1)),
+            reference_image: tokio::sync::Mutex::default(),
         }))
     }
 }
@@ -222,6 +265,11 @@ impl<P: Protocol> Runner<P> {
             return Err(BackendError::Frames("an empty window".into()));
         }
         let size = frames.size();
+        // Before any work: a file that cannot be sent fails the window at once.
+        let image = match &params.reference_image {
+            Some(path) => Some(self.reference_image(path).await?),
+            None => None,
+        };
 
         let encoding = self.encoding.acquire().await.expect(NEVER_CLOSED);
         let clip = blocking(move || media::encode_mp4(frames, frame_rate)).await;
@@ -239,16 +287,12 @@ impl<P: Protocol> Runner<P> {
                 },
             )
             .await?;
-        let reference_image = match &params.reference_image {
-            Some(path) => Some(
-                self.protocol
-                    .stage(&self.http, read_image(path).await?)
-                    .await?,
-            ),
+        let reference_image = match image {
+            Some(image) => Some(self.protocol.stage(&self.http, image).await?),
             None => None,
         };
 
-        let job = self
+        let mut job = self
             .protocol
             .create(
                 &self.http,
@@ -260,13 +304,16 @@ impl<P: Protocol> Runner<P> {
                 },
             )
             .await?;
+        let own_urls = job.check_urls(&self.http);
         reporter.report(JobUpdate::Submitted {
-            job_id: job.id.clone(),
+            job_id: http::clip(&job.id),
         });
         let mut guard = CancelGuard {
             runner: self.clone(),
             job: Some(job),
         };
+        // Dropping the guard cancels the job, where its cancel URL is the provider's own.
+        own_urls?;
         let job = guard.job.as_ref().expect("set above");
         let output = self.wait(job, &reporter).await;
         if matches!(output, Ok(_) | Err(BackendError::JobFailed { .. })) {
@@ -286,12 +333,29 @@ impl<P: Protocol> Runner<P> {
             .acquire_owned()
             .await
             .expect(NEVER_CLOSED);
-        let frames = blocking(move || Ok(media::decode_mp4(data)?)).await?;
+        let frames = blocking(move || Ok(media::decode_edit(data, size)?)).await?;
         Ok(EditedClip::in_time_order(frames.map(move |frame| {
             // Held until the clip is taken or dropped.
             let _ = &decoding;
             frame.map_err(BackendError::from)
         })))
+    }
+
+    /// The reference image at `path`, read the first time a window needs it: windows
+    /// waiting for the read share it.
+    async fn reference_image(&self, path: &Path) -> Result<Media, BackendError> {
+        let mut kept = self.reference_image.lock().await;
+        if let Some((read_from, image)) = &*kept
+            && read_from == path
+        {
+            return Ok(image.clone());
+        }
+        let image = {
+            let path = path.to_owned();
+            blocking(move || read_image(&path)).await?
+        };
+        *kept = Some((path.to_owned(), image.clone()));
+        Ok(image)
     }
 
     async fn wait(&self, job: &Job, reporter: &JobReporter) -> Result<Output, BackendError> {
@@ -301,7 +365,7 @@ impl<P: Protocol> Runner<P> {
                 Poll::Done(output) => return Ok(output),
                 Poll::Failed(message) => {
                     return Err(BackendError::JobFailed {
-                        job_id: job.id.clone(),
+                        job_id: http::clip(&job.id),
                         message,
                     });
                 }
@@ -365,11 +429,18 @@ struct CancelGuard<P: Protocol> {
 
 impl<P: Protocol> Drop for CancelGuard<P> {
     fn drop(&mut self) {
-        if let Some(job) = self.job.take() {
+        if let Some(mut job) = self.job.take() {
+            // The server's slot goes back now, not when the cancel is answered: a cancel
+            // that hangs must not keep the next window off a Cog server (which answers it
+            // 409, asked again, until the cancel lands).
+            drop(job.slot.take());
             let runner = self.runner.clone();
             runtime().spawn(async move {
-                // Best effort: the job is abandoned whether or not the provider hears.
-                let _ = runner.protocol.cancel(&runner.http, &job).await;
+                // Best effort, and briefly: the job is abandoned whether or not the
+                // provider hears.
+                let deadline = runner.http.pacing().cancel_deadline;
+                let cancel = runner.protocol.cancel(&runner.http, &job);
+                let _ = tokio::time::timeout(deadline, cancel).await;
             });
         }
     }
@@ -383,7 +454,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| BackendError::Output(format!("the media task ended: {e}")))?
 }
 
-async fn read_image(path: &std::path::Path) -> Result<Media, BackendError> {
+/// Reads a reference image, refusing a file over `MAX_REFERENCE_BYTES` from its size
+/// before reading it, and while reading it (it may grow).
+fn read_image(path: &Path) -> Result<Media, BackendError> {
+    let refused = |why: String| {
+        BackendError::Config(ConfigError::Invalid {
+            property: "reference-image",
+            why: format!("{}: {why}", path.display()),
+        })
+    };
     let content_type = match path
         .extension()
         .and_then(|e| e.to_str())
@@ -393,16 +472,31 @@ async fn read_image(path: &std::path::Path) -> Result<Media, BackendError> {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("webp") => "image/webp",
-        _ => {
-            return Err(BackendError::Output(format!(
-                "reference-image {} must be a PNG, JPEG or WebP file",
-                path.display()
-            )));
-        }
+        _ => return Err(refused("must be a PNG, JPEG or WebP file".into())),
     };
-    let data = tokio::fs::read(path)
-        .await
-        .map_err(|e| BackendError::Output(format!("reference-image {}: {e}", path.display())))?;
+    let too_big = |size: u64| {
+        refused(format!(
+            "{} MiB or more, over the {} MiB a reference image may have: give a smaller \
+             image",
+            size >> 20,
+            MAX_REFERENCE_BYTES >> 20
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| refused(e.to_string()))?;
+    let size = file
+        .metadata()
+        .map_err(|e| refused(e.to_string()))?
+        .len();
+    if size > MAX_REFERENCE_BYTES {
+        return Err(too_big(size));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    file.take(MAX_REFERENCE_BYTES + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| refused(e.to_string()))?;
+    if data.len() as u64 > MAX_REFERENCE_BYTES {
+        return Err(too_big(data.len() as u64));
+    }
     Ok(Media {
         data: data.into(),
         content_type,
@@ -439,6 +533,22 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(tqdm_progress("no bar here"), None);
+    }
+
+    #[test]
+    fn job_ids_are_one_escaped_segment() {
+        let base = Url::parse("https://api.example.com/v1/predictions").unwrap();
+        let url = job_url(base.clone(), "../../v1/files?x#", &["cancel"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://api.example.com/v1/predictions/..%2F..%2Fv1%2Ffiles%3Fx%23/cancel"
+        );
+        for id in ["", ".", ".."] {
+            assert_eq!(
+                job_url(base.clone(), id, &[]).unwrap_err().to_string(),
+                format!("unexpected answer: the job id {id:?} cannot name a job")
+            );
+        }
     }
 
     #[test]

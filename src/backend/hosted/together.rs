@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::fields::{Fields, ImageField};
 use super::http::{Call, Http};
-use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
-use super::{Model, Provider, field, text};
+use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, job_url};
+use super::{Model, Provider, error_text, field, text};
 use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
@@ -68,7 +68,7 @@ impl Together {
     /// The job a create answer names; it is polled below the API.
     pub fn create_answer(&self, body: &Value) -> Result<Job, BackendError> {
         let id = text(body, "/id")?.to_owned();
-        let poll = self.model.url(&format!("v2/videos/{id}"))?;
+        let poll = job_url(self.model.url("v2/videos")?, &id, &[])?;
         Ok(Job::new(id, poll))
     }
 }
@@ -81,9 +81,9 @@ pub fn poll_answer(body: &Value) -> Result<Poll, BackendError> {
         "completed" | "succeeded" => Poll::Done(Output::parse(text(body, "/outputs/video_url")?)?),
         status @ ("failed" | "cancelled" | "canceled") => Poll::Failed(
             field(body, "/error/message")
-                .and_then(Value::as_str)
+                .map(error_text)
                 .filter(|e| !e.trim().is_empty())
-                .map_or_else(|| format!("video job {status}"), str::to_owned),
+                .unwrap_or_else(|| format!("video job {status}")),
         ),
         _ => Poll::Pending { progress: None },
     })

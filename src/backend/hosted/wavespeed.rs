@@ -9,8 +9,8 @@ use url::Url;
 
 use super::fields::{Fields, ImageField};
 use super::http::{Body, Call, Http, Kind, provider_message};
-use super::runner::{Inputs, Job, Media, Output, Poll, Protocol};
-use super::{Model, Provider, field, short, text, url_at};
+use super::runner::{Inputs, Job, Media, Output, Poll, Protocol, job_url};
+use super::{Model, Provider, error_text, field, short, text, url_at};
 use crate::backend::BackendError;
 
 pub const PROVIDER: Provider = Provider {
@@ -104,9 +104,9 @@ pub fn poll_answer(body: Value) -> Result<Poll, BackendError> {
         "completed" => Poll::Done(Output::parse(text(&state, "/outputs/0")?)?),
         status @ ("failed" | "cancelled" | "timeout") => Poll::Failed(
             field(&state, "/error")
-                .and_then(Value::as_str)
+                .map(error_text)
                 .filter(|e| !e.trim().is_empty())
-                .map_or_else(|| format!("prediction {status}"), str::to_owned),
+                .unwrap_or_else(|| format!("prediction {status}")),
         ),
         _ => Poll::Pending { progress: None },
     })
@@ -118,7 +118,7 @@ impl Wavespeed {
         let job = data(body)?;
         let id = text(&job, "/id")?.to_owned();
         let poll = url_at(&job, "/urls/get")
-            .or_else(|_| self.model.url(&format!("api/v3/predictions/{id}/result")))?;
+            .or_else(|_| job_url(self.model.url("api/v3/predictions")?, &id, &["result"]))?;
         Ok(Job::new(id, poll))
     }
 }
