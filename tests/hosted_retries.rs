@@ -24,6 +24,7 @@ const FRAMES: u64 = 33;
 const PACING: Pacing = Pacing {
     request_timeout: Duration::from_millis(500),
     first_retry: Duration::from_millis(20),
+    ..Pacing::DEFAULT
 };
 
 /// The faults every request that may be sent again must ride through.

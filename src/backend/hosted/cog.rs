@@ -216,7 +216,8 @@ impl Protocol for Cog {
         // Kind::Create: a PUT of an ended prediction starts it again.
         let call = Call::new(Method::PUT, job.poll.clone(), Kind::Create)
             .json(request)
-            .until_done();
+            .until_done()
+            .carries_clip();
         let body = match http.send(&call).await {
             Ok(body) => body,
             Err(BackendError::Http { status: 409, .. }) => {

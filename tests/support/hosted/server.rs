@@ -1,7 +1,7 @@
 //! The servers: one axum app whose handler routes by provider, as a real provider would.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,7 @@ pub struct Seen {
     pub path: String,
     pub query: String,
     pub authorization: Option<String>,
+    pub referer: Option<String>,
     pub body: Value,
     pub at: Instant,
 }
@@ -76,6 +77,14 @@ pub enum Failure {
     /// Serves the normal answer with its full `content-length`, but closes the
     /// connection after half of the body.
     Truncated,
+    /// Serves the fault's status and headers, then a body of `chunk` bytes every `every`
+    /// that ends only after `total` bytes (an endless or trickling body); see
+    /// [`Mock::streamed`].
+    Stream {
+        chunk: usize,
+        every: Duration,
+        total: u64,
+    },
 }
 
 /// An answer served instead of the normal one.
@@ -126,6 +135,31 @@ impl Fault {
         Self {
             failure: Failure::Truncated,
             ..Self::new(0, "")
+        }
+    }
+
+    /// `status` with a body that comes as fast as the client takes it and would end only
+    /// after 256 MiB.
+    pub fn flood(status: u16) -> Self {
+        Self {
+            failure: Failure::Stream {
+                chunk: 64 * 1024,
+                every: Duration::ZERO,
+                total: 256 << 20,
+            },
+            ..Self::new(status, "")
+        }
+    }
+
+    /// `status` with a body of one byte every `every`, for ten minutes.
+    pub fn trickle(status: u16, every: Duration) -> Self {
+        Self {
+            failure: Failure::Stream {
+                chunk: 1,
+                every,
+                total: (600.0 / every.as_secs_f64()) as u64,
+            },
+            ..Self::new(status, "")
         }
     }
 
@@ -196,6 +230,11 @@ pub struct Mock {
     pub jobs_failed: AtomicUsize,
     /// See [`Mock::forget_after`].
     forget: Mutex<Option<Duration>>,
+    /// Bytes of [`Failure::Stream`] bodies handed to the connection so far: what a client
+    /// that stops reading at a cap made the server send.
+    pub streamed: AtomicU64,
+    /// Where set, request bodies are read at this many bytes a second (a slow uplink).
+    pub read_rate: Mutex<Option<u64>>,
     /// When each upload was stored, oldest first, while uploads are forgotten.
     upload_times: Mutex<VecDeque<(Instant, String)>>,
 }
@@ -294,10 +333,13 @@ impl Mock {
             jobs_failed: AtomicUsize::new(0),
             forget: Mutex::default(),
             upload_times: Mutex::default(),
+            streamed: AtomicU64::new(0),
+            read_rate: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn_with_state(mock.clone(), read_slowly))
             .with_state(mock.clone());
         let rt = gstwanedit::backend::runtime::runtime();
         let serving = rt.spawn(async move {
@@ -595,6 +637,63 @@ async fn truncated_reply(response: Response) -> Response {
     Response::from_parts(parts, axum::body::Body::from_stream(cut))
 }
 
+/// The fault's status and headers with a [`Failure::Stream`] body, counted in
+/// [`Mock::streamed`] as the connection takes it.
+fn stream_reply(mock: &Arc<Mock>, fault: Fault) -> Response {
+    let Failure::Stream {
+        chunk,
+        every,
+        total,
+    } = fault.failure
+    else {
+        unreachable!("only stream faults are streamed")
+    };
+    let mock = mock.clone();
+    let body = futures::stream::unfold(0u64, move |sent| {
+        let mock = mock.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            if !every.is_zero() {
+                tokio::time::sleep(every).await;
+            }
+            mock.streamed.fetch_add(chunk as u64, Ordering::SeqCst);
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(vec![b' '; chunk])),
+                sent + chunk as u64,
+            ))
+        }
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(body));
+    *response.status_mut() = StatusCode::from_u16(fault.status).unwrap();
+    for (name, value) in fault.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+/// Reads request bodies at [`Mock::read_rate`] where it is set: hyper reads the socket
+/// only as fast as the body is taken, so the client's upload slows down to it.
+async fn read_slowly(
+    State(mock): State<Arc<Mock>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(rate) = *mock.read_rate.lock().unwrap() else {
+        return next.run(request).await;
+    };
+    let request = request.map(|body| {
+        axum::body::Body::from_stream(body.into_data_stream().then(move |chunk| async move {
+            if let Ok(data) = &chunk {
+                tokio::time::sleep(Duration::from_secs_f64(data.len() as f64 / rate as f64)).await;
+            }
+            chunk
+        }))
+    });
+    next.run(request).await
+}
+
 fn fault_reply(fault: Fault) -> Response {
     let mut response = (StatusCode::from_u16(fault.status).unwrap(), fault.body).into_response();
     for (name, value) in fault.headers {
@@ -667,6 +766,7 @@ async fn handle(
             tokio::time::sleep(fault.delay).await;
             return match fault.failure {
                 Failure::Reset => reset_reply(),
+                Failure::Stream { .. } => stream_reply(&mock, fault.clone()),
                 _ => fault_reply(fault.clone()),
             };
         }
@@ -689,6 +789,10 @@ impl Mock {
             query: uri.query().unwrap_or_default().to_owned(),
             authorization: headers
                 .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            referer: headers
+                .get("referer")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             body: serde_json::from_slice(body).unwrap_or(Value::Null),
