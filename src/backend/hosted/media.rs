@@ -777,14 +777,14 @@ mod tests {
         let mp4 = encode(&clip(9, 32, 32), gst::Fraction::new(16, 1)).unwrap();
         let frame = 32 * 32 * 3;
         assert_eq!(
-            decode(mp4.clone(), 9 * frame)
+            decode(mp4.clone(), Size::new(MAX_SIDE, MAX_SIDE), 9 * frame)
                 .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                 .unwrap()
                 .len(),
             9
         );
         assert_eq!(
-            decode(mp4, 9 * frame - 1)
+            decode(mp4, Size::new(MAX_SIDE, MAX_SIDE), 9 * frame - 1)
                 .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                 .unwrap_err(),
             MediaError::TooLarge(9 * frame - 1)
