@@ -19,9 +19,9 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     wanedit::register(plugin)
 }
 
-// The origin is Cargo.toml's `repository`, empty while the project has no public home.
-// The macro also exports `gst_plugin_wanedit_register()`, which is how an application
-// registers the plugin when it links the `static` build.
+// GStreamer will not load a plugin with an empty origin, and the project has no public
+// home: the origin says so. The macro also exports `gst_plugin_wanedit_register()`,
+// through which an application registers the plugin when it links the `static` build.
 gst::plugin_define!(
     wanedit,
     env!("CARGO_PKG_DESCRIPTION"),
@@ -30,6 +30,6 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    "Unknown package origin",
     env!("BUILD_REL_DATE")
 );
