@@ -106,6 +106,15 @@ pub enum ConfigError {
     },
     #[error("{property}: {why}")]
     Invalid { property: &'static str, why: String },
+    #[error(
+        "refusing to send {credential} over plain http to {host}, another machine: use an \
+         https endpoint, or set allow-insecure-http=true if the network on the way is trusted"
+    )]
+    PlainHttp {
+        credential: &'static str,
+        /// Host and port, without the userinfo.
+        host: String,
+    },
 }
 
 #[cfg(test)]

@@ -212,6 +212,9 @@ pub struct BackendConfig {
     pub model: Option<String>,
     pub endpoint: Option<String>,
     pub api_key: Option<String>,
+    /// Lets a credential (the key, an endpoint's password) go over plain http to another
+    /// machine.
+    pub allow_insecure_http: bool,
     pub resolution: Resolution,
     /// Zero means no limit.
     pub job_timeout: Duration,
@@ -219,14 +222,19 @@ pub struct BackendConfig {
     pub candle: candle::CandleSettings,
 }
 
-// Keeps the key out of any Debug output (logs, panics, error texts).
+// Keeps the key and the endpoint's password out of any Debug output (logs, panics, error
+// texts).
 impl std::fmt::Debug for BackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendConfig")
             .field("kind", &self.kind)
             .field("model", &self.model)
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(hosted::redacted_endpoint),
+            )
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .field("resolution", &self.resolution)
             .field("job_timeout", &self.job_timeout)
             .field("params", &self.params)
@@ -263,5 +271,26 @@ pub fn create(config: &BackendConfig) -> Result<Arc<dyn Backend>, ConfigError> {
         }),
         BackendKind::Candle => candle::create(config),
         kind => hosted::create(kind, config, hosted::Limits::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_a_config_holds_no_credentials() {
+        let config = BackendConfig {
+            kind: BackendKind::Cog,
+            endpoint: Some("http://fleet:s3cret-pw@gpu1:5000,http://gpu2:5000".into()),
+            api_key: Some("s3cret-key".into()),
+            ..Default::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("http://***@gpu1:5000,http://gpu2:5000"),
+            "{shown}"
+        );
     }
 }

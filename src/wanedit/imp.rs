@@ -339,8 +339,8 @@ impl ObjectImpl for WanEdit {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let name = pspec.name();
-        if name != "api-key" {
-            gst::debug!(CAT, imp = self, "setting {name} to {value:?}");
+        if let Some(shown) = properties::shown(pspec, value) {
+            gst::debug!(CAT, imp = self, "setting {name} to {shown}");
         }
         properties::set(&mut self.settings.lock().unwrap(), name, value);
         if name == "window-frames" {
@@ -376,9 +376,10 @@ impl ElementImpl for WanEdit {
             gst::subclass::ElementMetadata::new(
                 "Wan video edit",
                 "Filter/Effect/Video",
-                "Edits video from a plain instruction with the Wan video diffusion family, \
-                 keeping frames, timestamps and metadata",
-                "wanedit developers",
+                "Edits raw video from a text instruction with Wan video diffusion models, \
+                 in overlapping windows crossfaded together, in-process or through a \
+                 hosted provider, keeping every frame, its timestamps and its metadata",
+                "The gst-plugin-wanedit contributors",
             )
         });
         Some(&*METADATA)

@@ -7,6 +7,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::settings::*;
+use crate::backend::hosted::redacted_endpoint;
 
 pub fn specs() -> Vec<glib::ParamSpec> {
     let d = Settings::default();
@@ -21,8 +22,8 @@ pub fn specs() -> Vec<glib::ParamSpec> {
     vec![
         glib::ParamSpecString::builder("prompt")
             .blurb(
-                "The edit instruction. May change while playing: it applies from the next \
-                 window not yet submitted",
+                "The edit instruction; may change while playing, from the next window \
+                 submitted (unset: an empty instruction)",
             )
             .flags(playing)
             .build(),
@@ -31,7 +32,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .flags(playing)
             .build(),
         glib::ParamSpecEnum::builder_with_default("backend", d.backend)
-            .blurb("Who edits the windows")
+            .blurb("Who edits the windows: in-process, a hosted provider, or Cog servers")
             .flags(ready)
             .build(),
         string(
@@ -41,8 +42,9 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         ),
         string(
             "endpoint",
-            "Base URL of the provider or Cog server; for cog, several URLs separated by \
-             commas (unset: the provider's public API)",
+            "Base URL of the provider or Cog server; for cog, several separated by commas. \
+             A user:password@ in it is sent as basic auth and reads back as ***@ \
+             (unset: the provider's public API; cog needs one)",
         ),
         glib::ParamSpecString::builder("api-key")
             .blurb(
@@ -51,15 +53,30 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             )
             .flags(glib::ParamFlags::WRITABLE | gst::PARAM_FLAG_MUTABLE_READY)
             .build(),
+        glib::ParamSpecBoolean::builder("allow-insecure-http")
+            .blurb(
+                "Send the API key, or an endpoint's password, over plain http to another \
+                 machine, where anyone on the way can read it (without a credential, http \
+                 needs no permission)",
+            )
+            .default_value(d.allow_insecure_http)
+            .flags(ready)
+            .build(),
         glib::ParamSpecUInt::builder("window-frames")
-            .blurb("Frames per edited window; must be 4n+1")
+            .blurb(
+                "Length of an edited window, in frames; must be 4n+1 and one the backend \
+                 takes (hosted providers: 33 to 81)",
+            )
             .minimum(1)
             .maximum(1025)
             .default_value(DEFAULT_WINDOW_FRAMES)
             .flags(ready)
             .build(),
         glib::ParamSpecUInt::builder("overlap-frames")
-            .blurb("Frames shared by neighbouring windows and crossfaded; less than window-frames")
+            .blurb(
+                "Overlap of neighbouring windows, crossfaded, in frames; less than \
+                 window-frames",
+            )
             .maximum(1024)
             .default_value(DEFAULT_OVERLAP_FRAMES)
             .flags(ready)
@@ -91,7 +108,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .flags(ready)
             .build(),
         glib::ParamSpecUInt::builder("num-inference-steps")
-            .blurb("Denoising steps (0: the model's default)")
+            .blurb("Denoising steps per window (0: the model's default)")
             .maximum(1000)
             .default_value(0)
             .flags(playing)
@@ -125,10 +142,14 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         string(
             "reference-image",
-            "Path of an image that guides the edit, where the backend takes one",
+            "Path of an image that guides the edit, where the backend takes one (unset: \
+             none)",
         ),
         glib::ParamSpecUInt::builder("max-in-flight")
-            .blurb("Windows edited at once (capped by what the backend can run)")
+            .blurb(
+                "Windows edited at once, capped by what the backend can run (cog: one per \
+                 server)",
+            )
             .minimum(1)
             .maximum(64)
             .default_value(DEFAULT_MAX_IN_FLIGHT)
@@ -136,8 +157,8 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("job-timeout")
             .blurb(
-                "Seconds a window may take, queueing included, before it counts as failed \
-                 (then on-error decides)",
+                "Time a window may take, queueing included, in seconds, before it counts as \
+                 failed (then window-retries and on-error decide)",
             )
             .minimum(1)
             .maximum(86_400)
@@ -160,15 +181,18 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("processing-latency")
             .blurb(
-                "Milliseconds a window's edit is expected to take; added to the reported \
-                 latency on top of window-frames frame durations",
+                "Time a window's edit is expected to take, in milliseconds; added to the \
+                 reported latency on top of window-frames frame durations",
             )
             .maximum(3_600_000)
             .default_value(0)
             .flags(playing)
             .build(),
         glib::ParamSpecString::builder("device")
-            .blurb("Where backend=candle runs the model: cpu, cuda or cuda:N")
+            .blurb(
+                "Where backend=candle runs the model: cpu, cuda or cuda:N (unset: cuda:0 in \
+                 a build with CUDA, else cpu)",
+            )
             .default_value(Some(d.candle.device.as_str()))
             .flags(ready)
             .build(),
@@ -188,7 +212,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             "lora",
             "backend=candle: LoRA safetensors merged into the transformer at load, as \
              path[:scale],... (scale 1 when left out; diffusers or ComfyUI/kijai keys). \
-             Elements share a model only with the same LoRA set",
+             Elements share a model only with the same LoRA set (unset: none)",
         ),
     ]
 }
@@ -201,8 +225,9 @@ fn optional_string(value: &glib::Value) -> Option<String> {
     typed::<Option<String>>(value).filter(|s| !s.is_empty())
 }
 
-/// Writes one property. Values are range-checked by GObject; window and overlap rules are
-/// checked at READY->PAUSED, where an error can be reported.
+/// Writes one property. Values are range-checked by GObject (which refuses NaN too, with a
+/// warning, before the element sees it); window and overlap rules are checked at
+/// READY->PAUSED, where an error can be reported.
 pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
     match name {
         "prompt" => s.prompt = optional_string(value).unwrap_or_default(),
@@ -211,6 +236,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "model" => s.model = optional_string(value),
         "endpoint" => s.endpoint = optional_string(value),
         "api-key" => s.api_key = optional_string(value),
+        "allow-insecure-http" => s.allow_insecure_http = typed(value),
         "window-frames" => s.window_frames = typed(value),
         "overlap-frames" => s.overlap_frames = typed(value),
         "blend" => s.blend = typed(value),
@@ -239,14 +265,33 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
     }
 }
 
-/// Reads one property. The api-key is write-only and never read back.
+/// What the debug log may show of a value being set: never the key, nor an endpoint's
+/// password.
+pub fn shown(pspec: &glib::ParamSpec, value: &glib::Value) -> Option<String> {
+    match pspec.name() {
+        "api-key" => None,
+        "endpoint" => Some(format!(
+            "{:?}",
+            optional_string(value).map(|e| redacted_endpoint(&e).into_owned())
+        )),
+        _ => Some(format!("{value:?}")),
+    }
+}
+
+/// Reads one property. The api-key is write-only and never read back; an endpoint's
+/// password reads back hidden.
 pub fn get(s: &Settings, name: &str) -> glib::Value {
     match name {
         "prompt" => s.prompt.to_value(),
         "negative-prompt" => s.negative_prompt.to_value(),
         "backend" => s.backend.to_value(),
         "model" => s.model.to_value(),
-        "endpoint" => s.endpoint.to_value(),
+        "endpoint" => s
+            .endpoint
+            .as_deref()
+            .map(|e| redacted_endpoint(e).into_owned())
+            .to_value(),
+        "allow-insecure-http" => s.allow_insecure_http.to_value(),
         "window-frames" => s.window_frames.to_value(),
         "overlap-frames" => s.overlap_frames.to_value(),
         "blend" => s.blend.to_value(),

@@ -178,7 +178,8 @@ impl Cog {
                 .unwrap()
                 .as_ref()
                 .map_or_else(|| "back up".to_owned(), |down| down.why.clone());
-            let _ = write!(text, " {} ({why});", server.url);
+            let shown = super::redacted_endpoint(server.url.as_str());
+            let _ = write!(text, " {shown} ({why});");
         }
         text.pop();
         BackendError::Transport(text)

@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod answers_fuzz;
 mod cog;
+mod endpoint;
 mod fal;
 mod fields;
 mod http;
@@ -29,6 +30,7 @@ use crate::backend::{
     Backend, BackendConfig, BackendError, BackendKind, ConfigError, FrameCounts, Resolution,
 };
 
+pub(crate) use self::endpoint::redacted as redacted_endpoint;
 pub use self::http::Pacing;
 
 /// Bounds on what a provider may send back, and on how long its requests may take.
@@ -93,24 +95,20 @@ impl Provider {
 
     /// The key from `api-key`, else from the provider's environment variable.
     fn auth(&self, config: &BackendConfig) -> Result<Auth, ConfigError> {
-        let (key, source) = match &config.api_key {
-            Some(key) if !key.is_empty() => (key.clone(), format!("api-key (or {})", self.env)),
-            _ => match std::env::var(self.env) {
-                Ok(key) if !key.is_empty() => {
-                    (key, format!("the {} environment variable", self.env))
-                }
-                _ => {
-                    return Err(ConfigError::MissingKey {
-                        backend: self.name,
-                        env: self.env,
-                    });
-                }
-            },
-        };
-        Auth::new(self.auth_scheme, key.trim(), source).map_err(|why| ConfigError::Invalid {
-            property: "api-key",
-            why,
-        })
+        if let Some(key) = api_key(config) {
+            return authorization(self.auth_scheme, key, format!("api-key (or {})", self.env));
+        }
+        match std::env::var(self.env) {
+            Ok(key) if !key.trim().is_empty() => authorization(
+                self.auth_scheme,
+                key.trim(),
+                format!("the {} environment variable", self.env),
+            ),
+            _ => Err(ConfigError::MissingKey {
+                backend: self.name,
+                env: self.env,
+            }),
+        }
     }
 
     /// The model `config` names, else the provider's default, with the parameters the user
@@ -151,6 +149,23 @@ impl Provider {
             _ => Ok(base.clone()),
         }
     }
+}
+
+/// `api-key`, less the whitespace a key read from a file or pasted from a terminal carries;
+/// `None` if that leaves nothing.
+fn api_key(config: &BackendConfig) -> Option<&str> {
+    config
+        .api_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+}
+
+fn authorization(scheme: &str, key: &str, source: String) -> Result<Auth, ConfigError> {
+    Auth::new(scheme, key, source).map_err(|why| ConfigError::Invalid {
+        property: "api-key",
+        why,
+    })
 }
 
 /// The model a provider runs the jobs on, and the inputs it takes.
@@ -194,17 +209,11 @@ pub fn create(
         let servers = cog_servers(config)?;
         let urls: Vec<Url> = servers.iter().map(|s| s.url.clone()).collect();
         // Cog has no authentication of its own; a gateway in front of a fleet may.
-        let auth = match &config.api_key {
-            Some(key) if !key.is_empty() => {
-                Some(Auth::new("Bearer", key, "api-key".into()).map_err(|why| {
-                    ConfigError::Invalid {
-                        property: "api-key",
-                        why,
-                    }
-                })?)
-            }
-            _ => None,
-        };
+        let key = api_key(config);
+        endpoint::check_credentials(&urls, key.is_some(), config.allow_insecure_http)?;
+        let auth = key
+            .map(|key| authorization("Bearer", key, "api-key".into()))
+            .transpose()?;
         let fields = Fields::DIFFUSERS;
         fields.check("cog", "cog", &config.params)?;
         let profile = Profile {
@@ -224,7 +233,9 @@ pub fn create(
     let auth = provider.auth(config)?;
     let model = provider.model(config)?;
     let storage = provider.storage(config, &model.base)?;
-    let http = http(&[model.base.clone(), storage.clone()], Some(auth))?;
+    let endpoints = [model.base.clone(), storage.clone()];
+    endpoint::check_credentials(&endpoints, true, config.allow_insecure_http)?;
+    let http = http(&endpoints, Some(auth))?;
     let profile = Profile {
         name: provider.name,
         frame_counts: HOSTED_FRAMES,
@@ -270,13 +281,15 @@ fn cog_servers(config: &BackendConfig) -> Result<Vec<cog::Server>, ConfigError> 
 
 /// An endpoint as a base URL that joins relative paths below it.
 fn parse_endpoint(text: &str) -> Result<Url, ConfigError> {
+    let text = text.trim();
     let invalid = |why: String| ConfigError::Invalid {
         property: "endpoint",
         why,
     };
-    let mut url = Url::parse(text.trim()).map_err(|e| invalid(format!("{text:?}: {e}")))?;
+    let shown = redacted_endpoint(text);
+    let mut url = Url::parse(text).map_err(|e| invalid(format!("{shown:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!("{text:?} is not an http(s) URL")));
+        return Err(invalid(format!("{shown:?} is not an http(s) URL")));
     }
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
@@ -417,5 +430,12 @@ mod tests {
             "https://v3.fal.media/cdn/files/upload"
         );
         assert!(parse_endpoint("ftp://host").is_err());
+        let error = parse_endpoint("http://u:s3cret@host:port")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"http://***@host:port\"") && !error.contains("s3cret"),
+            "{error}"
+        );
     }
 }
