@@ -1,5 +1,63 @@
 //! The `wanedit` element.
 
+/**
+ * SECTION:element-wanedit
+ * @title: wanedit
+ *
+ * wanedit edits raw video from a text instruction (`prompt`) with the Wan video diffusion
+ * models. It cuts the stream into windows of `window-frames` frames that overlap by
+ * `overlap-frames`, has each window edited by a backend, and crossfades the edited
+ * windows over their overlaps (`blend`; with `seam=anchor` each window is edited with the
+ * edit of the one before over the frames they share). Every input frame comes out, with
+ * its timestamps and metadata; only its pixels change. Output lags the input by one
+ * window plus the edit's time, which the element reports as latency
+ * (`processing-latency`).
+ *
+ * The backend edits the windows:
+ * - `candle`: the Wan model in-process (CUDA or CPU), from a diffusers model directory or
+ *   a Hugging Face repo id in the local cache (`model`); loaded on a worker thread during
+ *   READY->PAUSED.
+ * - `replicate`, `fal`, `wavespeed`, `together`: hosted Wan models, with the provider's
+ *   key from `api-key` or its environment variable (REPLICATE_API_TOKEN, FAL_KEY,
+ *   WAVESPEED_API_KEY, TOGETHER_API_KEY).
+ * - `cog`: self-hosted Cog servers (`endpoint`, several separated by commas), one window
+ *   at a time on each.
+ * - `auto` (the default): `candle` for a model directory, else the first provider whose
+ *   key is in the environment.
+ *
+ * A window that fails is submitted again `window-retries` times where the failure may
+ * pass; then `on-error` decides: stop with an error, or pass the original frames through
+ * with a warning. Each window's progress is posted on the bus as a `wanedit-window`
+ * element message.
+ *
+ * Credentials never show in logs, messages or property reads: `api-key` is write-only
+ * and the password of an `endpoint` like `http://user:password@host` reads back hidden.
+ * Neither is sent over plain http to another machine unless `allow-insecure-http=true`.
+ *
+ * ## Example pipelines
+ * |[
+ * FAL_KEY=... gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+ *     wanedit backend=fal prompt="replace the background with a snowy mountain" ! \
+ *     videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]| Edits a file with a hosted model; the key comes from the environment, as a key in a
+ * pipeline description would be logged.
+ * |[
+ * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+ *     wanedit backend=cog endpoint=http://gpu1:5000,http://gpu2:5000 max-in-flight=4 \
+ *     prompt="warm the light" ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]| Spreads the windows over a fleet of two Cog servers on the local network.
+ * |[
+ * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+ *     wanedit backend=candle model=/models/Wan2.1-T2V-1.3B-Diffusers device=cuda \
+ *     prompt="make it snow" ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]| Edits in-process on the first CUDA GPU.
+ * |[
+ * REPLICATE_API_TOKEN=... gst-launch-1.0 v4l2src ! videoconvert ! \
+ *     wanedit backend=replicate prompt="make it snow" processing-latency=120000 \
+ *     on-error=passthrough ! videoconvert ! autovideosink
+ * ]| Edits a camera live: the picture arrives one window plus two minutes late, and a
+ * window that cannot be edited shows unedited instead of stopping the stream.
+ */
 use std::sync::Arc;
 
 use gst::glib;
