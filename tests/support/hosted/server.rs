@@ -184,6 +184,8 @@ pub enum Output {
     Expired,
     /// The clip padded with this many bytes of junk.
     Padded(usize),
+    /// The clip, its container declaring 16000x16000 frames (its coded frames unchanged).
+    Huge,
 }
 
 /// What the server does, and what it saw.
@@ -209,6 +211,14 @@ pub struct Mock {
     pub output: Mutex<Output>,
     /// Answers a body that is not JSON to polls.
     pub malformed: std::sync::atomic::AtomicBool,
+    /// Jobs are announced under this id, with no URLs: the client builds their paths from
+    /// it. The server finds them again by it.
+    pub job_id: Mutex<Option<String>>,
+    /// The status, result and cancel URLs of jobs point below this base instead of the
+    /// server's own.
+    pub job_urls_at: Mutex<Option<String>>,
+    /// The ids jobs were announced under, and their own.
+    aliases: Mutex<HashMap<String, String>>,
     /// Jobs return this clip instead of editing theirs: the server's own CPU then stays out
     /// of a benchmark.
     pub canned: Mutex<Option<Arc<Vec<u8>>>>,
@@ -321,6 +331,9 @@ impl Mock {
             never_finish: Default::default(),
             output: Mutex::new(Output::Good),
             malformed: Default::default(),
+            job_id: Mutex::default(),
+            job_urls_at: Mutex::default(),
+            aliases: Mutex::default(),
             canned: Mutex::default(),
             running: AtomicUsize::new(0),
             most_running: AtomicUsize::new(0),
@@ -497,6 +510,52 @@ impl Mock {
         self.uploads.lock().unwrap()[id].clone()
     }
 
+    /// Every file uploaded, in the order they came.
+    pub fn uploaded(&self) -> Vec<Vec<u8>> {
+        let uploads = self.uploads.lock().unwrap();
+        let mut ids: Vec<&String> = uploads.keys().collect();
+        ids.sort_by_key(|id| {
+            id.trim_start_matches(char::is_alphabetic)
+                .parse::<usize>()
+                .ok()
+        });
+        ids.into_iter().map(|id| uploads[id].clone()).collect()
+    }
+
+    /// The id job `id` is announced under (see [`Mock::job_id`]).
+    fn announce(&self, id: String) -> String {
+        match self.job_id.lock().unwrap().clone() {
+            Some(shown) => {
+                self.aliases.lock().unwrap().insert(shown.clone(), id);
+                shown
+            }
+            None => id,
+        }
+    }
+
+    /// The job a path segment names: escaped, and maybe under an announced id.
+    fn job_of(&self, segment: &str) -> String {
+        // The segment unescaped (`form_urlencoded` also reads '+' as a space: no id has one).
+        let (id, _) = url::form_urlencoded::parse(segment.as_bytes())
+            .next()
+            .unwrap_or_default();
+        let aliases = self.aliases.lock().unwrap();
+        aliases
+            .get(id.as_ref())
+            .cloned()
+            .unwrap_or_else(|| id.into_owned())
+    }
+
+    /// The URL of a job's `path` that an answer gives: none where jobs are announced under
+    /// [`Mock::job_id`], else below [`Mock::job_urls_at`] or the server.
+    fn job_url(&self, path: &str) -> Option<String> {
+        if self.job_id.lock().unwrap().is_some() {
+            return None;
+        }
+        let base = self.job_urls_at.lock().unwrap().clone();
+        Some(format!("{}{path}", base.as_deref().unwrap_or(&self.url)))
+    }
+
     /// Creates a job from the clip at `video`; the model starts at once.
     fn create_job(&self, input: Value, video: &str) -> String {
         self.forget_old();
@@ -583,8 +642,25 @@ impl Mock {
             Output::Good | Output::Expired => data,
             Output::Truncated => data[..data.len() / 3].to_vec(),
             Output::Padded(extra) => [data, vec![0; extra]].concat(),
+            Output::Huge => declare_size(data, 16000, 16000),
         })
     }
+}
+
+/// `mp4` (with its `moov` first) with its video track declaring `width`x`height` frames in
+/// `tkhd` and `avc1`: the sizes the demuxer announces, whatever the coded frames are.
+fn declare_size(mut mp4: Vec<u8>, width: u16, height: u16) -> Vec<u8> {
+    let tkhd = find(&mp4, b"tkhd").unwrap() - 4;
+    // Version 1 has 64-bit times: 12 bytes more before the size.
+    let at = tkhd + if mp4[tkhd + 8] == 1 { 96 } else { 84 };
+    mp4[at..at + 4].copy_from_slice(&(u32::from(width) << 16).to_be_bytes());
+    mp4[at + 4..at + 8].copy_from_slice(&(u32::from(height) << 16).to_be_bytes());
+    // "avc1" may be a brand in `ftyp`: the sample entry is the one in `stsd`.
+    let stsd = find(&mp4, b"stsd").unwrap();
+    let avc1 = stsd + find(&mp4[stsd..], b"avc1").unwrap() - 4;
+    mp4[avc1 + 32..avc1 + 34].copy_from_slice(&width.to_be_bytes());
+    mp4[avc1 + 34..avc1 + 36].copy_from_slice(&height.to_be_bytes());
+    mp4
 }
 
 /// A request as the provider handlers see it.
@@ -895,8 +971,8 @@ async fn replicate(mock: &Mock, request: Request<'_>) -> Response {
             "id": id, "model": "wan-video/wan-2.7-videoedit", "status": status,
             "input": {}, "output": output, "error": error, "logs": logs,
             "urls": {
-                "get": format!("{}/v1/predictions/{id}", mock.url),
-                "cancel": format!("{}/v1/predictions/{id}/cancel", mock.url),
+                "get": mock.job_url(&format!("/v1/predictions/{id}")),
+                "cancel": mock.job_url(&format!("/v1/predictions/{id}/cancel")),
             },
         })
     };
@@ -916,14 +992,14 @@ async fn replicate(mock: &Mock, request: Request<'_>) -> Response {
                     json!({"title": "Input validation failed", "detail": "- input: video is required", "status": 422}),
                 );
             };
-            let id = mock.create_job(request.json.clone(), video);
+            let id = mock.announce(mock.create_job(request.json.clone(), video));
             json_reply(
                 201,
                 prediction(&id, "starting", Value::Null, Value::Null, ""),
             )
         }
         Route::Poll => {
-            let id = last_segment(request.path, 0);
+            let id = mock.job_of(&last_segment(request.path, 0));
             match mock.advance(&id) {
                 None => json_reply(
                     404,
@@ -960,7 +1036,7 @@ async fn replicate(mock: &Mock, request: Request<'_>) -> Response {
             }
         }
         Route::Cancel => {
-            let id = last_segment(request.path, 1);
+            let id = mock.job_of(&last_segment(request.path, 1));
             mock.cancel(&id);
             json_reply(
                 200,
@@ -975,7 +1051,7 @@ async fn replicate(mock: &Mock, request: Request<'_>) -> Response {
 }
 
 async fn fal(mock: &Mock, request: Request<'_>) -> Response {
-    let base = format!("{}/fal-ai/wan/requests", mock.url);
+    let base = "/fal-ai/wan/requests";
     match (request.route, request.path) {
         (Route::Upload, p) if p.starts_with("/storage/auth/token") => json_reply(
             200,
@@ -1008,9 +1084,9 @@ async fn fal(mock: &Mock, request: Request<'_>) -> Response {
                 200,
                 json!({
                     "request_id": id,
-                    "status_url": format!("{base}/{id}/status"),
-                    "response_url": format!("{base}/{id}"),
-                    "cancel_url": format!("{base}/{id}/cancel"),
+                    "status_url": mock.job_url(&format!("{base}/{id}/status")),
+                    "response_url": mock.job_url(&format!("{base}/{id}")),
+                    "cancel_url": mock.job_url(&format!("{base}/{id}/cancel")),
                 }),
             )
         }
@@ -1072,14 +1148,14 @@ async fn wavespeed(mock: &Mock, request: Request<'_>) -> Response {
             let Some(video) = request.json.get("video").and_then(Value::as_str) else {
                 return json_reply(400, json!({"code": 400, "message": "video is required"}));
             };
-            let id = mock.create_job(request.json.clone(), video);
+            let id = mock.announce(mock.create_job(request.json.clone(), video));
             wrap(json!({
                 "id": id, "status": "created",
-                "urls": {"get": format!("{}/api/v3/predictions/{id}/result", mock.url)},
+                "urls": {"get": mock.job_url(&format!("/api/v3/predictions/{id}/result"))},
             }))
         }
         (Route::Poll, _) => {
-            let id = last_segment(request.path, 1);
+            let id = mock.job_of(&last_segment(request.path, 1));
             let state = |status: &str, outputs: Value, error: &str| {
                 wrap(
                     json!({"id": id, "status": status, "outputs": outputs, "error": error, "timings": {}}),
@@ -1110,14 +1186,14 @@ async fn together(mock: &Mock, request: Request<'_>) -> Response {
                     json!({"error": {"message": "media.source_video is required", "type": "invalid_request_error", "code": null}}),
                 );
             };
-            let id = mock.create_job(request.json.clone(), video);
+            let id = mock.announce(mock.create_job(request.json.clone(), video));
             json_reply(
                 200,
                 json!({"id": id, "object": "video", "status": "queued"}),
             )
         }
         Route::Poll => {
-            let id = last_segment(request.path, 0);
+            let id = mock.job_of(&last_segment(request.path, 0));
             match mock.advance(&id) {
                 None => json_reply(
                     404,
