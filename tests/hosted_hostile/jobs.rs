@@ -61,7 +61,10 @@ fn request(reference_image: Option<PathBuf>, reporter: JobReporter) -> EditReque
 }
 
 /// Edits one window; its decoded frames, or why not.
-fn edit_with(backend: &Arc<dyn Backend>, request: EditRequest) -> Result<Vec<ClipFrame>, BackendError> {
+fn edit_with(
+    backend: &Arc<dyn Backend>,
+    request: EditRequest,
+) -> Result<Vec<ClipFrame>, BackendError> {
     let edit = backend.edit(request);
     runtime()
         .block_on(async {
@@ -103,7 +106,10 @@ const ESCAPED_ID: &str = "..%2F..%2Fv1%2Ffiles%23";
 fn a_job_id_holding_a_path_stays_one_segment_of_the_jobs_own_path() {
     for (kind, poll) in [
         (Kind::Replicate, format!("/v1/predictions/{ESCAPED_ID}")),
-        (Kind::Wavespeed, format!("/api/v3/predictions/{ESCAPED_ID}/result")),
+        (
+            Kind::Wavespeed,
+            format!("/api/v3/predictions/{ESCAPED_ID}/result"),
+        ),
         (Kind::Together, format!("/v2/videos/{ESCAPED_ID}")),
     ] {
         let mock = Mock::start(kind);
@@ -183,7 +189,10 @@ fn job_urls_off_the_providers_origin_are_never_followed() {
         *mock.job_urls_at.lock().unwrap() = Some(elsewhere.url.clone());
         let error = edit(&backend(&mock, 60, None)).unwrap_err();
         let text = error.to_string();
-        assert!(matches!(error, BackendError::Protocol(_)), "{kind:?}: {text}");
+        assert!(
+            matches!(error, BackendError::Protocol(_)),
+            "{kind:?}: {text}"
+        );
         assert!(
             text.contains(&elsewhere.url) && text.contains("not the provider's own"),
             "{kind:?}: {text}"
@@ -241,7 +250,10 @@ fn long_job_ids_and_failure_texts_are_cut_short() {
         assert!(error.to_string().len() < 2 * SHORT, "{kind:?}");
         let ids = ids.lock().unwrap();
         assert_eq!(ids.len(), 1, "{kind:?}");
-        assert!(ids[0].starts_with("jjj") && ids[0].len() < SHORT, "{kind:?}");
+        assert!(
+            ids[0].starts_with("jjj") && ids[0].len() < SHORT,
+            "{kind:?}"
+        );
     }
 }
 
@@ -273,7 +285,11 @@ fn the_reference_image_is_read_once_for_every_window() {
     let mock = Mock::start(Kind::Replicate);
     let backend = backend(&mock, 60, Some(path.clone()));
     for window in 0..3u8 {
-        edit_with(&backend, request(Some(path.clone()), JobReporter::discard())).unwrap();
+        edit_with(
+            &backend,
+            request(Some(path.clone()), JobReporter::discard()),
+        )
+        .unwrap();
         // Replaced between windows: the backend keeps what it read first.
         std::fs::write(&path, image(window + 2)).unwrap();
     }
@@ -297,9 +313,12 @@ fn a_missing_or_oversized_reference_image_fails_clearly() {
     for (path, why) in [(&missing, "No such file"), (&huge, "MiB")] {
         let mock = Mock::start(Kind::Replicate);
         let backend = backend(&mock, 60, Some(path.clone()));
-        let error = edit_with(&backend, request(Some(path.clone()), JobReporter::discard()))
-            .unwrap_err()
-            .to_string();
+        let error = edit_with(
+            &backend,
+            request(Some(path.clone()), JobReporter::discard()),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("reference-image")
                 && error.contains(&path.display().to_string())

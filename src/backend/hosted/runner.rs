@@ -483,10 +483,7 @@ fn read_image(path: &Path) -> Result<Media, BackendError> {
         ))
     };
     let file = std::fs::File::open(path).map_err(|e| refused(e.to_string()))?;
-    let size = file
-        .metadata()
-        .map_err(|e| refused(e.to_string()))?
-        .len();
+    let size = file.metadata().map_err(|e| refused(e.to_string()))?.len();
     if size > MAX_REFERENCE_BYTES {
         return Err(too_big(size));
     }
