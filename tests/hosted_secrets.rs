@@ -231,4 +231,13 @@ fn credentials_are_not_sent_over_plain_http_to_another_machine() {
         assert!(!error.contains(KEY), "{error}");
         assert!(outcome.frames.is_empty());
     }
+    // Allowed, the key goes: the element gets as far as asking the server.
+    let outcome = run_configured(
+        "backend=cog endpoint=http://gpu1.invalid:5000 allow-insecure-http=true \
+         window-frames=33 overlap-frames=8 window-retries=0",
+        33,
+        |edit| edit.set_property("api-key", KEY),
+    );
+    let error = outcome.error().expect("gpu1.invalid does not exist");
+    assert!(error.contains("every Cog server is down"), "{error}");
 }

@@ -418,6 +418,30 @@ mod tests {
     }
 
     #[test]
+    fn a_lan_fleet_over_http_needs_no_permission_until_it_is_given_a_key() {
+        let fleet = BackendConfig {
+            kind: BackendKind::Cog,
+            endpoint: Some("http://gpu1:5000,http://gpu2:5000".into()),
+            ..Default::default()
+        };
+        let build = |config: &BackendConfig| create(BackendKind::Cog, config, Limits::default());
+        assert!(build(&fleet).is_ok());
+        let keyed = BackendConfig {
+            api_key: Some("k".into()),
+            ..fleet.clone()
+        };
+        assert!(matches!(
+            build(&keyed).err(),
+            Some(ConfigError::PlainHttp { host, .. }) if host == "gpu1:5000"
+        ));
+        let allowed = BackendConfig {
+            allow_insecure_http: true,
+            ..keyed
+        };
+        assert!(build(&allowed).is_ok());
+    }
+
+    #[test]
     fn endpoints_join_below_their_path() {
         let base = parse_endpoint("http://127.0.0.1:8080/proxy").unwrap();
         assert_eq!(
