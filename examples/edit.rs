@@ -1,10 +1,17 @@
 //! Edits a video file with `wanedit` and keeps its audio, with a progress bar.
 //!
 //!     cargo run --release --example edit -- in.mp4 out.mp4 --prompt "make it snow" \
-//!         [--backend replicate] [--any-wanedit-property value ...]
+//!         [--backend replicate] [--keep-format] [--any-wanedit-property value ...]
 //!
 //! The graph: filesrc ! decodebin, its video through videoconvert ! wanedit ! videoconvert !
-//! x264enc, its audio (if any) through audioconvert ! avenc_aac, both into mp4mux ! filesink.
+//! I420 ! x264enc ! H.264 High, its audio (if any) through audioconvert ! avenc_aac, both
+//! into mp4mux ! filesink.
+//!
+//! The video is written as H.264 High, 4:2:0 8-bit: what browsers and phones play. x264enc
+//! encodes whatever raw format it is given (4:4:4 or 10-bit gives a High 4:4:4 or High 10
+//! stream most players refuse), so the raw video is converted to I420 before it.
+//! `--keep-format` keeps the input's own format instead (10-bit, 4:2:2 or 4:4:4 for a
+//! post-production chain that takes them).
 
 use std::time::Duration;
 
@@ -15,6 +22,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 struct Args {
     input: String,
     output: String,
+    /// Encode the raw format wanedit outputs instead of 4:2:0 8-bit.
+    keep_format: bool,
     /// `--name value` pairs: wanedit's properties, set from their string forms.
     properties: Vec<(String, String)>,
 }
@@ -23,15 +32,20 @@ fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
     let mut positional = Vec::new();
     let mut properties = Vec::new();
+    let mut keep_format = false;
     while let Some(arg) = args.next() {
         match arg.strip_prefix("--") {
             Some("help") => {
                 println!(
-                    "usage: edit INPUT OUTPUT --prompt TEXT [--backend NAME] [--PROPERTY VALUE ...]\n\
-                     PROPERTY is any property of the wanedit element (gst-inspect-1.0 wanedit)."
+                    "usage: edit INPUT OUTPUT --prompt TEXT [--backend NAME] [--keep-format] \
+                     [--PROPERTY VALUE ...]\n\
+                     PROPERTY is any property of the wanedit element (gst-inspect-1.0 wanedit).\n\
+                     The video is written as H.264 High 4:2:0 8-bit (what every player plays); \
+                     --keep-format keeps the input's bit depth and chroma instead."
                 );
                 std::process::exit(0);
             }
+            Some("keep-format") => keep_format = true,
             Some(name) => {
                 let value = args
                     .next()
@@ -49,6 +63,7 @@ fn parse_args() -> Result<Args> {
     Ok(Args {
         input,
         output,
+        keep_format,
         properties,
     })
 }
@@ -80,14 +95,11 @@ fn build(args: &Args) -> Result<gst::Pipeline> {
         }
         edit.set_property_from_str(name, value);
     }
-    let encoder = make("x264enc")?;
-    encoder.set_property_from_str("pass", "qual");
-    encoder.set_property("quantizer", 18u32);
-    encoder.set_property_from_str("speed-preset", "medium");
-    let video = [make("videoconvert")?, edit, make("videoconvert")?, encoder];
+    let mut video = vec![make("videoconvert")?, edit];
+    video.extend(encoder_chain(args.keep_format)?);
     pipeline.add_many(&video)?;
     gst::Element::link_many(&video)?;
-    video[3].link(&mux)?;
+    video.last().unwrap().link(&mux)?;
 
     let weak = pipeline.downgrade();
     decode.connect_pad_added(move |_, pad| {
@@ -110,6 +122,34 @@ fn build(args: &Args) -> Result<gst::Pipeline> {
         }
     });
     Ok(pipeline)
+}
+
+/// From wanedit's raw video to H.264: High 4:2:0 8-bit, or with `keep_format` whatever
+/// profile the raw format needs.
+fn encoder_chain(keep_format: bool) -> Result<Vec<gst::Element>> {
+    let encoder = make("x264enc")?;
+    encoder.set_property_from_str("pass", "qual");
+    encoder.set_property("quantizer", 18u32);
+    encoder.set_property_from_str("speed-preset", "medium");
+    if keep_format {
+        return Ok(vec![make("videoconvert")?, encoder]);
+    }
+    let caps = |caps: gst::Caps| {
+        gst::ElementFactory::make("capsfilter")
+            .property("caps", caps)
+            .build()
+            .context("the GStreamer element capsfilter is missing")
+    };
+    Ok(vec![
+        make("videoconvert")?,
+        caps(gst::Caps::builder("video/x-raw").field("format", "I420").build())?,
+        encoder,
+        caps(
+            gst::Caps::builder("video/x-h264")
+                .field("profile", "high")
+                .build(),
+        )?,
+    ])
 }
 
 /// The audio keeps going to the same file: audioconvert ! audioresample ! avenc_aac ! mux.

@@ -19,8 +19,11 @@ input="${1:-demo-in.mp4}"
 output="${2:-demo-out.mp4}"
 if [ ! -e "$input" ]; then
     echo "making a test clip: $input"
+    # I420: x264enc encodes the raw format it is given, and videotestsrc's first is 4:4:4,
+    # which browsers and phones do not play.
     gst-launch-1.0 -q videotestsrc num-buffers=250 pattern=ball \
-        ! video/x-raw,width=640,height=360,framerate=25/1 ! x264enc ! queue ! mux. \
+        ! video/x-raw,format=I420,width=640,height=360,framerate=25/1 ! x264enc \
+        ! video/x-h264,profile=high ! queue ! mux. \
         audiotestsrc num-buffers=470 ! audioconvert ! avenc_aac ! queue ! mux. \
         mp4mux name=mux ! filesink location="$input"
 fi
@@ -41,3 +44,13 @@ done
 cargo run --release --example edit -- "$input" "$output" \
     --prompt "invert the colours" --backend cog --endpoint "http://127.0.0.1:$port"
 gst-discoverer-1.0 "$output" | sed -n '1,20p'
+# What players need: H.264 High (or Main), 4:2:0, 8-bit.
+caps=$(gst-launch-1.0 -v filesrc location="$output" ! qtdemux ! h264parse ! fakesink 2>/dev/null |
+    grep -m1 -o 'video/x-h264.*parsed=(boolean)true.*' || true)
+for want in 'chroma-format=(string)4:2:0' 'bit-depth-luma=(uint)8' 'profile=(string)high'; do
+    if [[ "$caps" != *"$want"* ]]; then
+        echo "$output is not what every player plays: $want missing from $caps" >&2
+        exit 1
+    fi
+done
+echo "$output: H.264 High, 4:2:0, 8-bit"
