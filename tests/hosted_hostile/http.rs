@@ -198,6 +198,25 @@ fn downloads_send_no_referer_through_redirects() {
 }
 
 #[test]
+fn a_redirect_loop_ends_after_ten_hops() {
+    let mock = Mock::start(Kind::Replicate);
+    for hop in 0..20 {
+        mock.fault(
+            Route::Download,
+            Fault::new(302, "").header("location", &format!("?hop={hop}")),
+        );
+    }
+    let (clip, _) = edit(&backend(&mock, pacing()));
+    let error = clip.unwrap_err().to_string();
+    assert!(
+        error.starts_with("unexpected answer: error following redirect: more than 10 redirects"),
+        "{error}"
+    );
+    // The first request and ten redirects, and no retry of a redirect refused.
+    assert_eq!(mock.count(Route::Download), 11, "{error}");
+}
+
+#[test]
 fn transport_errors_name_urls_without_their_query() {
     let mock = Mock::start(Kind::Replicate);
     // A signed output URL on a port that refuses the connection.

@@ -263,7 +263,8 @@ impl Http {
         // the next host the signed URL before it.
         let own = trusted.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
+            // `previous` holds the first URL too.
+            if attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
             }
             match refusal(attempt.url(), loopback, &own) {
@@ -411,8 +412,10 @@ impl Http {
     ) -> Result<Option<u64>, BackendError> {
         let started = Instant::now();
         loop {
-            let deadline = started + self.pacing.allowance(data.len() as u64);
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = self
+                .pacing
+                .allowance(data.len() as u64)
+                .saturating_sub(started.elapsed());
             let wait = left.min(self.pacing.request_timeout);
             let chunk = match tokio::time::timeout(wait, response.chunk()).await {
                 Ok(chunk) => chunk.map_err(transport_error)?,
