@@ -352,7 +352,10 @@ impl Mock {
         let app = axum::Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::disable())
-            .layer(axum::middleware::from_fn_with_state(mock.clone(), read_slowly))
+            .layer(axum::middleware::from_fn_with_state(
+                mock.clone(),
+                read_slowly,
+            ))
             .with_state(mock.clone());
         let rt = gstwanedit::backend::runtime::runtime();
         let serving = rt.spawn(async move {
