@@ -142,7 +142,11 @@ fn encoder_chain(keep_format: bool) -> Result<Vec<gst::Element>> {
     };
     Ok(vec![
         make("videoconvert")?,
-        caps(gst::Caps::builder("video/x-raw").field("format", "I420").build())?,
+        caps(
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        )?,
         encoder,
         caps(
             gst::Caps::builder("video/x-h264")

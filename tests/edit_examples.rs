@@ -56,8 +56,14 @@ fn input_clip(file: &Path) {
         )
         .unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(matches!(message.view(), gst::MessageView::Eos(_)), "{message:?}");
-    assert_eq!(files::field(&files::h264_caps(file), "chroma-format"), "4:4:4");
+    assert!(
+        matches!(message.view(), gst::MessageView::Eos(_)),
+        "{message:?}"
+    );
+    assert_eq!(
+        files::field(&files::h264_caps(file), "chroma-format"),
+        "4:4:4"
+    );
 }
 
 /// The arguments both examples take: input, output, a prompt and the Cog server.

@@ -31,7 +31,9 @@ const RED: [u8; 3] = [255, 0, 0];
 const BLUE: [u8; 3] = [0, 0, 255];
 
 fn clip_duration() -> gst::ClockTime {
-    gst::ClockTime::SECOND.mul_div_floor(CLIP_FRAMES, RATE).unwrap()
+    gst::ClockTime::SECOND
+        .mul_div_floor(CLIP_FRAMES, RATE)
+        .unwrap()
 }
 
 fn frame_pts(n: u64) -> gst::ClockTime {
@@ -101,20 +103,14 @@ fn render(timeline: &ges::Timeline, file: &Path) -> Result<(), String> {
     pipeline.set_mode(ges::PipelineFlags::RENDER).unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
-    let outcome = loop {
-        let message = bus
-            .timed_pop_filtered(
-                gst::ClockTime::from_seconds(60),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-            .ok_or("no EOS within 60 s: the render stalled")?;
-        match message.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(format!("{} ({:?})", e.error(), e.debug()));
-            }
-            _ => unreachable!(),
-        }
+    let message = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    let outcome = match message.as_ref().map(|message| message.view()) {
+        None => Err("no EOS within 60 s: the render stalled".to_owned()),
+        Some(gst::MessageView::Error(e)) => Err(format!("{} ({:?})", e.error(), e.debug())),
+        Some(_) => Ok(()),
     };
     pipeline.set_state(gst::State::Null).unwrap();
     outcome
