@@ -118,7 +118,7 @@ fn the_rust_example_writes_h264_high_4_2_0_every_player_takes() {
     input_clip(&input);
     let server = Mock::start(Kind::Cog);
     // `cargo test` builds the examples beside the tests.
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/edit");
+    let example = files::plugin_dir().join("examples/edit");
     assert!(
         example.is_file(),
         "no {}: run `cargo build --release --examples`",

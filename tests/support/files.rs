@@ -7,9 +7,11 @@ use std::process::Command;
 
 use gst::prelude::*;
 
-/// target/release, where `cargo build --release` put libgstwanedit.so.
+/// Where `cargo build --release` put libgstwanedit.so and the examples: the folder above
+/// the test binaries' (target/release, or target/<triple>/release when a target is named).
 pub fn plugin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release");
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     assert!(
         dir.join("libgstwanedit.so").is_file(),
         "no plugin in {}: run `cargo build --release` first (.ci/run does)",
