@@ -14,7 +14,7 @@ use gstwanedit::backend::hosted::Limits;
 use gstwanedit::backend::runtime::runtime;
 use gstwanedit::backend::{
     Backend, BackendConfig, BackendError, BackendKind, ClipFrame, EditParams, EditRequest,
-    JobReporter, RgbFrame, WindowFrames, WindowId,
+    JobReporter,
 };
 use hosted::server::KEY;
 use hosted::{Fault, Kind, Mock, Output, Route, Seen};
@@ -42,26 +42,7 @@ fn backend(mock: &Mock) -> Arc<dyn Backend> {
 }
 
 fn request() -> EditRequest {
-    gst::init().unwrap();
-    EditRequest {
-        window: WindowId {
-            index: 0,
-            first_pts: Some(gst::ClockTime::ZERO),
-            frames: 33,
-        },
-        frames: WindowFrames::from_frames(
-            (0..33u8)
-                .map(|i| RgbFrame::filled(64, 48, [i * 7, 100, 200 - i * 5]))
-                .collect(),
-        ),
-        frame_rate: gst::Fraction::new(16, 1),
-        params: EditParams {
-            prompt: "invert it".into(),
-            ..Default::default()
-        },
-        anchor: None,
-        reporter: JobReporter::discard(),
-    }
+    hosted::window(None, JobReporter::discard())
 }
 
 /// The edited clip's frames, decoded.

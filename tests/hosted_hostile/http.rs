@@ -1,6 +1,5 @@
 //! Answers that attack the HTTP layer: bodies, headers, redirects, stalls.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -8,12 +7,12 @@ use std::time::{Duration, Instant};
 use gstwanedit::backend::hosted::{Limits, Pacing};
 use gstwanedit::backend::runtime::runtime;
 use gstwanedit::backend::{
-    Backend, BackendConfig, BackendError, BackendKind, ClipFrame, EditParams, EditRequest,
-    JobReporter, RgbFrame, WindowFrames, WindowId,
+    Backend, BackendConfig, BackendError, BackendKind, ClipFrame, EditParams, JobReporter,
 };
 
+use super::edit_with;
 use crate::hosted::server::KEY;
-use crate::hosted::{Fault, Kind, Mock, Route};
+use crate::hosted::{Fault, Kind, Mock, Route, window};
 
 /// The most a test lets a server stream before the client must have hung up: the client's
 /// cap, what hyper reads ahead and what the kernel's socket buffers hold.
@@ -49,50 +48,8 @@ fn backend(mock: &Mock, pacing: Pacing) -> Arc<dyn Backend> {
     gstwanedit::backend::hosted::create(kind, &config, limits).unwrap()
 }
 
-fn request(reference_image: Option<PathBuf>) -> EditRequest {
-    gst::init().unwrap();
-    EditRequest {
-        window: WindowId {
-            index: 0,
-            first_pts: Some(gst::ClockTime::ZERO),
-            frames: 33,
-        },
-        frames: WindowFrames::from_frames(
-            (0..33u8)
-                .map(|i| RgbFrame::filled(64, 48, [i * 7, 100, 200 - i * 5]))
-                .collect(),
-        ),
-        frame_rate: gst::Fraction::new(16, 1),
-        params: EditParams {
-            prompt: "invert it".into(),
-            reference_image,
-            ..Default::default()
-        },
-        anchor: None,
-        reporter: JobReporter::discard(),
-    }
-}
-
-/// Runs one edit to its end: its frames or its error, and how long it took.
-fn edit_with(
-    backend: &Arc<dyn Backend>,
-    request: EditRequest,
-) -> (Result<Vec<ClipFrame>, BackendError>, Duration) {
-    let started = Instant::now();
-    let edit = backend.edit(request);
-    let result = runtime().block_on(async {
-        tokio::time::timeout(Duration::from_secs(90), edit)
-            .await
-            .expect("no edit takes 90 s against a loopback server")
-    });
-    (
-        result.and_then(|clip| clip.into_frames().collect()),
-        started.elapsed(),
-    )
-}
-
 fn edit(backend: &Arc<dyn Backend>) -> (Result<Vec<ClipFrame>, BackendError>, Duration) {
-    edit_with(backend, request(None))
+    edit_with(backend, window(None, JobReporter::discard()))
 }
 
 fn streamed(mock: &Mock) -> u64 {
@@ -266,7 +223,10 @@ fn an_upload_slower_than_the_request_timeout_goes_through() {
     *mock.read_rate.lock().unwrap() = Some(4 << 20);
     let image = std::env::temp_dir().join(format!("wanedit-hostile-{}.png", std::process::id()));
     std::fs::write(&image, vec![0u8; 16 << 20]).unwrap();
-    let (clip, took) = edit_with(&backend(&mock, pacing()), request(Some(image.clone())));
+    let (clip, took) = edit_with(
+        &backend(&mock, pacing()),
+        window(Some(image.clone()), JobReporter::discard()),
+    );
     std::fs::remove_file(&image).unwrap();
     assert_eq!(clip.unwrap().len(), 50);
     assert_eq!(mock.count(Route::Upload), 2, "each upload went once");
@@ -290,7 +250,7 @@ fn a_stalled_cog_cancel_frees_the_server_and_gives_up() {
     };
     let backend = backend(&mock, pacing);
     // The edit is dropped while the prediction runs: its cancel stalls.
-    let first = backend.edit(request(None));
+    let first = backend.edit(window(None, JobReporter::discard()));
     let dropped =
         runtime().block_on(async { tokio::time::timeout(Duration::from_secs(1), first).await });
     assert!(dropped.is_err(), "the prediction never ends");

@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gstwanedit::backend::hosted::Limits;
-use gstwanedit::backend::runtime::runtime;
 use gstwanedit::backend::{
-    Backend, BackendConfig, BackendError, BackendKind, ClipFrame, EditParams, EditRequest,
-    JobReporter, JobUpdate, RgbFrame, WindowFrames, WindowId,
+    Backend, BackendConfig, BackendError, BackendKind, ClipFrame, EditParams, JobReporter,
+    JobUpdate,
 };
 
+use super::edit_with;
 use super::hosted::server::KEY;
-use super::hosted::{Kind, Mock, Output, Route, Seen};
+use super::hosted::{Kind, Mock, Output, Route, Seen, window};
 
 /// A provider's longest answers quoted in errors are cut to about this (`http::clip`'s 500
 /// characters, and the error's own words).
@@ -36,48 +36,8 @@ fn backend(mock: &Mock, job_timeout: u64, reference_image: Option<PathBuf>) -> A
     gstwanedit::backend::hosted::create(kind, &config, Limits::default()).unwrap()
 }
 
-fn request(reference_image: Option<PathBuf>, reporter: JobReporter) -> EditRequest {
-    gst::init().unwrap();
-    EditRequest {
-        window: WindowId {
-            index: 0,
-            first_pts: Some(gst::ClockTime::ZERO),
-            frames: 33,
-        },
-        frames: WindowFrames::from_frames(
-            (0..33u8)
-                .map(|i| RgbFrame::filled(64, 48, [i * 7, 100, 200 - i * 5]))
-                .collect(),
-        ),
-        frame_rate: gst::Fraction::new(16, 1),
-        params: EditParams {
-            prompt: "invert it".into(),
-            reference_image,
-            ..Default::default()
-        },
-        anchor: None,
-        reporter,
-    }
-}
-
-/// Edits one window; its decoded frames, or why not.
-fn edit_with(
-    backend: &Arc<dyn Backend>,
-    request: EditRequest,
-) -> Result<Vec<ClipFrame>, BackendError> {
-    let edit = backend.edit(request);
-    runtime()
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), edit)
-                .await
-                .expect("no edit takes two minutes against a loopback server")
-        })?
-        .into_frames()
-        .collect()
-}
-
 fn edit(backend: &Arc<dyn Backend>) -> Result<Vec<ClipFrame>, BackendError> {
-    edit_with(backend, request(None, JobReporter::discard()))
+    edit_with(backend, window(None, JobReporter::discard())).0
 }
 
 /// Waits (boundedly) until the server has seen `count` requests for `route`.
@@ -240,7 +200,9 @@ fn long_job_ids_and_failure_texts_are_cut_short() {
                 }
             }
         });
-        let error = edit_with(&backend(&mock, 60, None), request(None, reporter)).unwrap_err();
+        let error = edit_with(&backend(&mock, 60, None), window(None, reporter))
+            .0
+            .unwrap_err();
         let BackendError::JobFailed { job_id, message } = &error else {
             panic!("{kind:?}: {error}");
         };
@@ -284,14 +246,11 @@ fn the_reference_image_is_read_once_for_every_window() {
     std::fs::write(&path, image(1)).unwrap();
     let mock = Mock::start(Kind::Replicate);
     let backend = backend(&mock, 60, Some(path.clone()));
-    for window in 0..3u8 {
-        edit_with(
-            &backend,
-            request(Some(path.clone()), JobReporter::discard()),
-        )
-        .unwrap();
+    for n in 0..3u8 {
+        let (clip, _) = edit_with(&backend, window(Some(path.clone()), JobReporter::discard()));
+        clip.unwrap();
         // Replaced between windows: the backend keeps what it read first.
-        std::fs::write(&path, image(window + 2)).unwrap();
+        std::fs::write(&path, image(n + 2)).unwrap();
     }
     let uploads = image_uploads(&mock);
     assert_eq!(uploads.len(), 3);
@@ -313,12 +272,10 @@ fn a_missing_or_oversized_reference_image_fails_clearly() {
     for (path, why) in [(&missing, "No such file"), (&huge, "MiB")] {
         let mock = Mock::start(Kind::Replicate);
         let backend = backend(&mock, 60, Some(path.clone()));
-        let error = edit_with(
-            &backend,
-            request(Some(path.clone()), JobReporter::discard()),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = edit_with(&backend, window(Some(path.clone()), JobReporter::discard()))
+            .0
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("reference-image")
                 && error.contains(&path.display().to_string())

@@ -12,8 +12,12 @@ pub mod server;
 #[allow(unused_imports)] // each test binary imports its own part
 pub use server::{Fault, Kind, Mock, Output, Route, Seen};
 
+use std::path::PathBuf;
+
 use gstwanedit::backend::hosted::media;
-use gstwanedit::backend::{ClipFrame, RgbFrame, frame_time};
+use gstwanedit::backend::{
+    ClipFrame, EditParams, EditRequest, JobReporter, RgbFrame, WindowFrames, WindowId, frame_time,
+};
 
 /// The rate the servers return clips at.
 pub const OUTPUT_RATE: gst::Fraction = gst::Fraction::from_integer(24);
@@ -59,5 +63,31 @@ fn invert_half(image: &RgbFrame) -> RgbFrame {
         width,
         height,
         data,
+    }
+}
+
+/// The window the backends are driven with: 33 frames of 64x48, each a colour of its own,
+/// with the prompt "invert it".
+pub fn window(reference_image: Option<PathBuf>, reporter: JobReporter) -> EditRequest {
+    gst::init().unwrap();
+    EditRequest {
+        window: WindowId {
+            index: 0,
+            first_pts: Some(gst::ClockTime::ZERO),
+            frames: 33,
+        },
+        frames: WindowFrames::from_frames(
+            (0..33u8)
+                .map(|i| RgbFrame::filled(64, 48, [i * 7, 100, 200 - i * 5]))
+                .collect(),
+        ),
+        frame_rate: gst::Fraction::new(16, 1),
+        params: EditParams {
+            prompt: "invert it".into(),
+            reference_image,
+            ..Default::default()
+        },
+        anchor: None,
+        reporter,
     }
 }
