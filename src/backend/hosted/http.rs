@@ -898,15 +898,14 @@ mod tests {
         );
     }
 
+    /// A client for `endpoint`, without a key.
+    fn client(endpoint: &str) -> Http {
+        Http::new(&[Url::parse(endpoint).unwrap()], None, 1, Pacing::default()).unwrap()
+    }
+
     #[test]
     fn plain_http_outputs_only_from_a_loopback_endpoint() {
-        let remote = Http::new(
-            &[Url::parse("https://api.replicate.com").unwrap()],
-            None,
-            1,
-            Pacing::default(),
-        )
-        .unwrap();
+        let remote = client("https://api.replicate.com");
         let output = Url::parse("http://cdn.example.com/out.mp4?sig=secret").unwrap();
         let error = remote.check_foreign_url(&output).unwrap_err().to_string();
         assert_eq!(
@@ -919,13 +918,7 @@ mod tests {
                 .check_foreign_url(&Url::parse("https://cdn.example.com/o.mp4").unwrap())
                 .is_ok()
         );
-        let local = Http::new(
-            &[Url::parse("http://127.0.0.1:5000").unwrap()],
-            None,
-            1,
-            Pacing::default(),
-        )
-        .unwrap();
+        let local = client("http://127.0.0.1:5000");
         assert!(local.check_foreign_url(&output).is_ok());
         assert!(
             local
@@ -936,13 +929,7 @@ mod tests {
 
     #[test]
     fn a_remote_endpoint_may_not_send_local_or_private_addresses() {
-        let remote = Http::new(
-            &[Url::parse("https://api.replicate.com").unwrap()],
-            None,
-            1,
-            Pacing::default(),
-        )
-        .unwrap();
+        let remote = client("https://api.replicate.com");
         for url in [
             "https://169.254.169.254/latest/meta-data/",
             "https://127.0.0.1:8443/out.mp4",
@@ -976,13 +963,7 @@ mod tests {
             assert!(remote.check_foreign_url(&Url::parse(url).unwrap()).is_ok());
         }
         // A local endpoint's outputs are local.
-        let local = Http::new(
-            &[Url::parse("http://127.0.0.1:5000").unwrap()],
-            None,
-            1,
-            Pacing::default(),
-        )
-        .unwrap();
+        let local = client("http://127.0.0.1:5000");
         assert!(
             local
                 .check_foreign_url(&Url::parse("http://127.0.0.1:5000/o.mp4").unwrap())
