@@ -9,6 +9,7 @@ use gst::glib;
 pub mod backend;
 pub mod frame;
 pub mod memory;
+pub mod still;
 pub mod stream;
 pub mod wan;
 pub mod wanedit;
