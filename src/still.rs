@@ -182,7 +182,8 @@ mod tests {
         let small = still.mask(Size::new(4, 2));
         assert_eq!(small.len(), 8);
         assert_eq!((small[0], small[3]), (255, 0));
-        assert_eq!(still.rgb(Size::new(2, 2)).pixel(0, 1), [255; 3]);
+        let large = still.rgb(Size::new(16, 8));
+        assert_eq!((large.pixel(0, 7), large.pixel(15, 0)), ([255; 3], [0; 3]));
     }
 
     #[test]

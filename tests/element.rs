@@ -894,7 +894,8 @@ impl gstwanedit::backend::Backend for BreaksOff {
             sizes: vec![],
             frame_counts: gstwanedit::backend::FrameCounts::WAN,
             input: gstwanedit::backend::InputFormat::Rgb,
-            reference_image: false,
+            reference_images: 0,
+            first_frame: false,
             max_concurrency: 1,
         }
     }

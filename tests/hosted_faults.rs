@@ -330,9 +330,9 @@ fn the_reference_image_is_uploaded_and_passed_to_the_model() {
     )
     .unwrap();
     let backend = backend(&mock);
-    assert!(backend.capabilities(Default::default()).reference_image);
+    assert_eq!(backend.capabilities(Default::default()).reference_images, 1);
     let mut request = request();
-    request.params.reference_image = Some(image.clone());
+    request.params.reference_images = vec![image.clone()];
     let edit = backend.edit(request);
     runtime().block_on(edit).unwrap();
     std::fs::remove_file(&image).unwrap();

@@ -22,7 +22,7 @@ use gst::glib;
 
 pub use crate::frame::{ClipFrame, InputFormat, Picture, RgbFrame, Size, frame_time};
 pub use error::{BackendError, ConfigError};
-pub use frames::{Continuation, EditedClip, WindowAnchor, WindowFrames};
+pub use frames::{Continuation, EditedClip, WindowAnchor, WindowFrames, WindowMask};
 pub use report::{JobReporter, JobUpdate};
 
 /// The model resolution class a window is edited at.
@@ -156,8 +156,11 @@ pub struct Capabilities {
     pub frame_counts: FrameCounts,
     /// The form the window's frames are made in.
     pub input: InputFormat,
-    /// Whether `reference-image` can be honoured.
-    pub reference_image: bool,
+    /// How many `reference-image` paths can be honoured (0: none).
+    pub reference_images: usize,
+    /// Whether `first-frame` can be honoured: the first window follows a given edited
+    /// first frame.
+    pub first_frame: bool,
     /// How many windows the backend edits at once; the element runs at most
     /// `min(max-in-flight, max_concurrency)` jobs.
     pub max_concurrency: usize,
@@ -176,7 +179,11 @@ pub struct EditParams {
     pub strength: Option<f64>,
     pub seed: Option<u64>,
     pub flow_shift: Option<f64>,
-    pub reference_image: Option<PathBuf>,
+    /// Images that guide the edit, at most [`Capabilities::reference_images`].
+    pub reference_images: Vec<PathBuf>,
+    /// An image standing for the edited first frame of the stream, which the first window
+    /// after the start or a flush (`WindowId::index` 0) follows.
+    pub first_frame: Option<PathBuf>,
 }
 
 /// Identifies a window in messages and errors.
@@ -202,6 +209,10 @@ pub struct EditRequest {
     pub params: EditParams,
     /// With `seam=anchor`, the window before, which this one continues.
     pub anchor: Option<WindowAnchor>,
+    /// With `mask` set: where each frame is to be edited, for models that can regenerate
+    /// only a region. The element composes the result with the input under the mask
+    /// whatever the backend does with it; `None` edits whole frames.
+    pub mask: Option<WindowMask>,
     pub reporter: JobReporter,
 }
 

@@ -9,14 +9,18 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, Guard, Start, WanEdit};
 use super::load;
-use super::settings::Settings;
+use super::settings::{Mask, Settings};
 use super::state::{State, Windowing};
-use crate::backend::{self, Backend, BackendConfig, BackendKind, ConfigError};
+use crate::backend::{self, Backend, BackendConfig, BackendKind, Capabilities, ConfigError};
+use crate::still::Still;
+use crate::stream::mask::StreamMask;
 
 impl WanEdit {
     pub(super) fn start(&self) -> Result<Start, ConfigError> {
         let settings = self.settings.lock().unwrap().clone();
         settings.validate()?;
+        // Read before the backend is made or loaded: a bad file fails at once.
+        *self.mask.lock().unwrap() = open_mask(&settings.mask)?;
         let backend = match (
             settings.backend,
             self.custom_backend.lock().unwrap().clone(),
@@ -51,13 +55,7 @@ impl WanEdit {
                 ),
             });
         }
-        if settings.reference_image.is_some() && !capabilities.reference_image {
-            return Err(ConfigError::Unsupported {
-                backend: backend.name().to_owned(),
-                property: "reference-image",
-                why: "its model takes no reference image; unset reference-image".into(),
-            });
-        }
+        check_stills(settings, &capabilities, backend.name())?;
         if settings.backend == BackendKind::Auto {
             gst::element_imp_info!(
                 self,
@@ -70,7 +68,9 @@ impl WanEdit {
             window: settings.window_frames,
             overlap: settings.overlap_frames,
         };
-        Ok(State::new(backend, capabilities, windowing))
+        let mut state = State::new(backend, capabilities, windowing);
+        state.mask = self.mask.lock().unwrap().clone();
+        Ok(state)
     }
 
     pub(super) fn stop_streaming(&self) {
@@ -147,4 +147,60 @@ impl WanEdit {
         }
         guard
     }
+}
+
+/// Refuses the still images a backend cannot take (a backend that takes them reads them
+/// when it is made, so that a missing or foreign file fails at READY->PAUSED too).
+fn check_stills(
+    settings: &Settings,
+    capabilities: &Capabilities,
+    backend: &str,
+) -> Result<(), ConfigError> {
+    let unsupported = |property, why: String| ConfigError::Unsupported {
+        backend: backend.to_owned(),
+        property,
+        why,
+    };
+    let images = settings.reference_images.len();
+    match capabilities.reference_images {
+        0 if images > 0 => {
+            return Err(unsupported(
+                "reference-image",
+                format!("its model takes no reference image; unset reference-image ({VACE_CAN})"),
+            ));
+        }
+        most if images > most => {
+            return Err(unsupported(
+                "reference-image",
+                format!(
+                    "it takes at most {most} reference image(s), not {images}; name fewer ({VACE_CAN} takes several)"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if settings.first_frame.is_some() && !capabilities.first_frame {
+        return Err(unsupported(
+            "first-frame",
+            format!("it cannot follow a given first frame; unset first-frame ({VACE_CAN})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Who can take what other backends cannot, for the errors that say so.
+const VACE_CAN: &str = "backend=candle with a VACE model (a WanVACEPipeline directory) can";
+
+/// The `mask` property made ready: a file is read and decoded.
+fn open_mask(mask: &Mask) -> Result<Option<StreamMask>, ConfigError> {
+    Ok(match mask {
+        Mask::None => None,
+        Mask::Alpha => Some(StreamMask::Alpha),
+        Mask::File(path) => Some(StreamMask::Still(Arc::new(Still::open(path).map_err(
+            |e| ConfigError::Invalid {
+                property: "mask",
+                why: format!("{e}; name a PNG or JPEG file, or set mask to none or alpha"),
+            },
+        )?))),
+    })
 }

@@ -142,9 +142,28 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         string(
             "reference-image",
-            "Path of an image that guides the edit, where the backend takes one (unset: \
-             none)",
+            "Path of an image that guides the edit, where the backend takes one; several \
+             separated by commas where it takes several (candle with a VACE model) \
+             (unset: none)",
         ),
+        string(
+            "first-frame",
+            "Path of an image that stands for the edited first frame (one frame graded or \
+             retouched by hand): the first window after the start or a flush follows it, \
+             and with seam=anchor every later window carries it on; candle with a VACE \
+             model only (unset: none)",
+        ),
+        glib::ParamSpecString::builder("mask")
+            .blurb(
+                "Where the edit applies: alpha (the input's alpha channel, 255 edits fully, \
+                 0 keeps the input; RGBA, BGRA, ARGB, ABGR, AYUV or A420 input), or the path \
+                 of a PNG or JPEG whose luma, stretched to the frame, does the same (white \
+                 edits). Elsewhere the output is the input bit for bit, alpha kept; a VACE \
+                 model is given the mask too (unset or none: the whole frame is edited)",
+            )
+            .default_value(Some("none"))
+            .flags(ready)
+            .build(),
         glib::ParamSpecUInt::builder("max-in-flight")
             .blurb(
                 "Windows edited at once, capped by what the backend can run (cog: one per \
@@ -225,6 +244,17 @@ fn optional_string(value: &glib::Value) -> Option<String> {
     typed::<Option<String>>(value).filter(|s| !s.is_empty())
 }
 
+/// The paths of a comma-separated list, blanks around them dropped.
+fn path_list(value: &glib::Value) -> Vec<PathBuf> {
+    optional_string(value)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// Writes one property. Values are range-checked by GObject (which refuses NaN too, with a
 /// warning, before the element sees it); window and overlap rules are checked at
 /// READY->PAUSED, where an error can be reported.
@@ -248,7 +278,9 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "strength" => s.strength = typed(value),
         "seed" => s.seed = typed(value),
         "flow-shift" => s.flow_shift = typed(value),
-        "reference-image" => s.reference_image = optional_string(value).map(PathBuf::from),
+        "reference-image" => s.reference_images = path_list(value),
+        "first-frame" => s.first_frame = optional_string(value).map(PathBuf::from),
+        "mask" => s.mask = Mask::parse(optional_string(value).as_deref()),
         "max-in-flight" => s.max_in_flight = typed(value),
         "job-timeout" => s.job_timeout_s = typed(value),
         "window-retries" => s.window_retries = typed(value),
@@ -303,11 +335,21 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "strength" => s.strength.to_value(),
         "seed" => s.seed.to_value(),
         "flow-shift" => s.flow_shift.to_value(),
-        "reference-image" => s
-            .reference_image
+        "reference-image" => Some(
+            s.reference_images
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .filter(|list| !list.is_empty())
+        .to_value(),
+        "first-frame" => s
+            .first_frame
             .as_ref()
             .map(|p| p.display().to_string())
             .to_value(),
+        "mask" => s.mask.to_property().to_value(),
         "max-in-flight" => s.max_in_flight.to_value(),
         "job-timeout" => s.job_timeout_s.to_value(),
         "window-retries" => s.window_retries.to_value(),

@@ -43,6 +43,37 @@ pub enum OnError {
     Passthrough,
 }
 
+/// `mask`: where the edit applies; elsewhere the output is the input bit for bit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Mask {
+    /// The whole frame is edited.
+    #[default]
+    None,
+    /// Each input frame's alpha channel: 255 edits fully, 0 keeps the input.
+    Alpha,
+    /// One image for the whole stream, its luma stretched to the frame: white edits.
+    File(PathBuf),
+}
+
+impl Mask {
+    /// The property's value: `none`, `alpha`, or a path.
+    pub fn parse(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            None | Some("" | "none") => Mask::None,
+            Some("alpha") => Mask::Alpha,
+            Some(path) => Mask::File(PathBuf::from(path)),
+        }
+    }
+
+    pub fn to_property(&self) -> String {
+        match self {
+            Mask::None => "none".into(),
+            Mask::Alpha => "alpha".into(),
+            Mask::File(path) => path.display().to_string(),
+        }
+    }
+}
+
 pub const DEFAULT_WINDOW_FRAMES: u32 = 81;
 pub const DEFAULT_OVERLAP_FRAMES: u32 = 16;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 2;
@@ -76,7 +107,12 @@ pub struct Settings {
     pub seed: i64,
     /// Negative: the model's default.
     pub flow_shift: f64,
-    pub reference_image: Option<PathBuf>,
+    /// `reference-image`: the paths in the order given.
+    pub reference_images: Vec<PathBuf>,
+    /// `first-frame`: an image standing for the stream's edited first frame.
+    pub first_frame: Option<PathBuf>,
+    /// `mask`: where the edit applies.
+    pub mask: Mask,
     pub max_in_flight: u32,
     pub job_timeout_s: u32,
     /// Further attempts at a window whose failure may pass.
@@ -108,7 +144,9 @@ impl Default for Settings {
             strength: -1.0,
             seed: -1,
             flow_shift: -1.0,
-            reference_image: None,
+            reference_images: Vec::new(),
+            first_frame: None,
+            mask: Mask::None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             job_timeout_s: DEFAULT_JOB_TIMEOUT_S,
             window_retries: DEFAULT_WINDOW_RETRIES,
@@ -152,7 +190,8 @@ impl Settings {
             strength: set(self.strength),
             seed: u64::try_from(self.seed).ok(),
             flow_shift: set(self.flow_shift),
-            reference_image: self.reference_image.clone(),
+            reference_images: self.reference_images.clone(),
+            first_frame: self.first_frame.clone(),
         }
     }
 

@@ -28,7 +28,7 @@ fn backend(mock: &Mock, job_timeout: u64, reference_image: Option<PathBuf>) -> A
         job_timeout: Duration::from_secs(job_timeout),
         params: EditParams {
             prompt: "invert it".into(),
-            reference_image: reference_image.clone(),
+            reference_images: reference_image.iter().cloned().collect(),
             ..Default::default()
         },
         ..Default::default()

@@ -138,7 +138,8 @@ impl Backend for Editor {
             sizes: self.sizes.clone(),
             frame_counts: self.frame_counts,
             input: InputFormat::Rgb,
-            reference_image: false,
+            reference_images: 0,
+            first_frame: false,
             max_concurrency: self.max_concurrency,
         }
     }

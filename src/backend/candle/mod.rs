@@ -10,6 +10,7 @@ pub mod registry;
 mod settings;
 mod shared;
 mod sizes;
+mod vace;
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -81,6 +82,8 @@ pub struct CandleBackend {
     /// until the step ends; the next window waits for it instead of running beside it
     /// (twice the activations on the GPU).
     turn: Arc<Mutex<()>>,
+    /// What a VACE model is given besides the windows (nothing for other models).
+    stills: Arc<vace::Stills>,
 }
 
 impl CandleBackend {
@@ -92,11 +95,20 @@ impl CandleBackend {
         if keep_text_encoder {
             model.add_keeper();
         }
+        // Other models refuse these settings at READY->PAUSED, saying which can take
+        // them, which a file error here would hide.
+        let stills = if model.model().kind() == PipelineKind::Vace {
+            let params = &config.params;
+            vace::Stills::open(&params.reference_images, params.first_frame.as_deref())?
+        } else {
+            vace::Stills::default()
+        };
         let backend = Self {
             model,
             keep_text_encoder,
             jobs: AtomicU64::new(0),
             turn: Arc::default(),
+            stills: Arc::new(stills),
         };
         let params = &config.params;
         backend
@@ -132,12 +144,15 @@ impl Backend for CandleBackend {
     }
 
     fn capabilities(&self, resolution: Resolution) -> Capabilities {
-        let multiple = self.model.model().size_multiple();
+        let model = self.model.model();
+        let multiple = model.size_multiple();
+        let vace = model.kind() == PipelineKind::Vace;
         Capabilities {
             sizes: sizes::model_buckets(resolution, multiple),
             frame_counts: FrameCounts::WAN,
             input: InputFormat::Rgb,
-            reference_image: false,
+            reference_images: if vace { vace::MAX_REFERENCES } else { 0 },
+            first_frame: vace,
             // One window at a time: a second would only share the same GPU and double
             // its memory.
             max_concurrency: 1,
@@ -147,6 +162,7 @@ impl Backend for CandleBackend {
     fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
         let model = self.model.clone();
         let turn = self.turn.clone();
+        let stills = self.stills.clone();
         let job = self.jobs.fetch_add(1, Ordering::Relaxed);
         Box::pin(async move {
             request.reporter.report(JobUpdate::Submitted {
@@ -158,7 +174,7 @@ impl Backend for CandleBackend {
             let cancelled = cancel.flag();
             tokio::task::spawn_blocking(move || {
                 let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
-                run(&model, request, &cancelled)
+                run(&model, &stills, request, &cancelled)
             })
             .await
             .map_err(|e| BackendError::Model(format!("the model thread failed: {e}")))?
@@ -186,6 +202,7 @@ impl Drop for CancelOnDrop {
 /// `cancelled` is raised: then it stops at the next step with [`WanError::Cancelled`].
 fn run(
     shared: &SharedModel,
+    stills: &vace::Stills,
     mut request: EditRequest,
     cancelled: &AtomicBool,
 ) -> Result<EditedClip, BackendError> {
@@ -195,6 +212,7 @@ fn run(
     if cancelled.load(Ordering::Relaxed) {
         return Err(failed(WanError::Cancelled));
     }
+    let mask = request.mask.take();
     let params = &request.params;
     let guidance_scale = params.guidance_scale.unwrap_or(DEFAULT_GUIDANCE);
     let embeds = shared
@@ -204,14 +222,18 @@ fn run(
             guidance_scale,
         )
         .map_err(failed)?;
+    let model = shared.model();
+    let vace = model.kind() == PipelineKind::Vace;
     let sampling = Sampling {
         num_inference_steps: params.num_inference_steps.unwrap_or(DEFAULT_STEPS) as usize,
         guidance_scale,
         noise: shared.noise(params.seed.unwrap_or_else(rand::random)),
         flow_shift: params.flow_shift,
+        // A VACE window keeps the frames it shares as known frames instead.
         anchor: request
             .anchor
             .as_ref()
+            .filter(|_| !vace)
             .and_then(|anchor| latent_anchor(anchor, params.seed)),
     };
     if request.frames.len() == 0 {
@@ -223,7 +245,6 @@ fn run(
         .rgb()
         .map(|frame| frame.map(|f| f.data))
         .collect::<Result<Vec<_>, _>>()?;
-    let model = shared.model();
     let video = wan::frames_from_rgb8(&pixels, width as usize, height as usize, model.device())
         .map_err(failed)?;
     drop(pixels);
@@ -239,6 +260,11 @@ fn run(
         ControlFlow::Continue(())
     };
     let generation = match model.kind() {
+        PipelineKind::Vace => {
+            let conditions =
+                stills.conditions(video, request.window.index, request.anchor.as_ref(), mask)?;
+            model.vace(&conditions, &embeds, &sampling, &mut progress)
+        }
         PipelineKind::LucyEdit => model.lucy_edit(&video, &embeds, &sampling, &mut progress),
         // A text-to-video checkpoint edits as video-to-video: same components.
         PipelineKind::VideoToVideo | PipelineKind::TextToVideo => model.video2video(

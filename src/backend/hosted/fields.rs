@@ -99,7 +99,7 @@ impl Fields {
             ),
             (
                 "reference-image",
-                params.reference_image.is_some(),
+                !params.reference_images.is_empty(),
                 self.reference_image.is_some(),
             ),
             // No hosted model exposes its scheduler's shift.

@@ -177,7 +177,9 @@ impl Profile {
             frame_counts: self.frame_counts,
             // Encoded to H.264 from it: no RGB between the stream and the upload.
             input: InputFormat::I420,
-            reference_image: self.reference_image,
+            // One image: every hosted model takes a single reference.
+            reference_images: self.reference_image.into(),
+            first_frame: false,
             max_concurrency: self.max_concurrency,
         }
     }
@@ -266,7 +268,7 @@ impl<P: Protocol> Runner<P> {
         }
         let size = frames.size();
         // Before any work: a file that cannot be sent fails the window at once.
-        let image = match &params.reference_image {
+        let image = match params.reference_images.first() {
             Some(path) => Some(self.reference_image(path).await?),
             None => None,
         };

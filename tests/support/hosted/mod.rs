@@ -84,10 +84,11 @@ pub fn window(reference_image: Option<PathBuf>, reporter: JobReporter) -> EditRe
         frame_rate: gst::Fraction::new(16, 1),
         params: EditParams {
             prompt: "invert it".into(),
-            reference_image,
+            reference_images: reference_image.into_iter().collect(),
             ..Default::default()
         },
         anchor: None,
+        mask: None,
         reporter,
     }
 }
