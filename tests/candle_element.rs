@@ -392,6 +392,7 @@ fn flat_window(case: &str, params: EditParams, reporter: JobReporter) -> EditReq
         frame_rate: gst::Fraction::new(16, 1),
         params,
         anchor: None,
+        mask: None,
         reporter,
     }
 }

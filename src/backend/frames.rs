@@ -8,17 +8,55 @@ use std::sync::Arc;
 use super::BackendError;
 use crate::frame::{ClipFrame, Picture, RgbFrame, Size, frame_time};
 
-type MakeFrame = dyn FnMut(usize) -> Result<Picture, BackendError> + Send;
+type Make<T> = dyn FnMut(usize) -> Result<T, BackendError> + Send;
+
+/// A window's items (frames or masks) of one size, made one at a time by their number,
+/// in order, as the backend asks for them.
+struct Lazy<T> {
+    size: Size,
+    len: usize,
+    made: usize,
+    make: Box<Make<T>>,
+}
+
+impl<T> Lazy<T> {
+    fn new(
+        size: Size,
+        len: usize,
+        make: impl FnMut(usize) -> Result<T, BackendError> + Send + 'static,
+    ) -> Self {
+        Self {
+            size,
+            len,
+            made: 0,
+            make: Box::new(make),
+        }
+    }
+
+    /// The next item, refused where `misfit` says why it is not of the window's size.
+    fn next(
+        &mut self,
+        misfit: impl FnOnce(&T, Size) -> Option<String>,
+    ) -> Option<Result<T, BackendError>> {
+        (self.made < self.len).then(|| {
+            let i = self.made;
+            self.made += 1;
+            (self.make)(i).and_then(|item| match misfit(&item, self.size) {
+                None => Ok(item),
+                Some(why) => Err(BackendError::Frames(format!("frame {i} {why}"))),
+            })
+        })
+    }
+
+    fn left(&self) -> usize {
+        self.len - self.made
+    }
+}
 
 /// A window's frames at the size and in the form the backend takes, all of one size,
 /// made one at a time as the backend asks for them (the element scales each input frame
 /// then).
-pub struct WindowFrames {
-    size: Size,
-    len: usize,
-    made: usize,
-    make: Box<MakeFrame>,
-}
+pub struct WindowFrames(Lazy<Picture>);
 
 impl WindowFrames {
     /// `len` frames of `size`, frame `i` made by `make(i)`, in order.
@@ -27,12 +65,7 @@ impl WindowFrames {
         len: usize,
         make: impl FnMut(usize) -> Result<Picture, BackendError> + Send + 'static,
     ) -> Self {
-        Self {
-            size,
-            len,
-            made: 0,
-            make: Box::new(make),
-        }
+        Self(Lazy::new(size, len, make))
     }
 
     /// Frames made already. They must all have the size of the first.
@@ -49,7 +82,7 @@ impl WindowFrames {
     }
 
     pub fn size(&self) -> Size {
-        self.size
+        self.0.size
     }
 
     /// The frames left, as packed RGB: as they come for a backend taking
@@ -67,30 +100,69 @@ impl Iterator for WindowFrames {
     type Item = Result<Picture, BackendError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        (self.made < self.len).then(|| {
-            self.made += 1;
-            (self.make)(self.made - 1).and_then(|frame| {
-                if frame.size() == self.size {
-                    Ok(frame)
-                } else {
-                    Err(BackendError::Frames(format!(
-                        "frame {} is {}, not {} as the window's first",
-                        self.made - 1,
-                        frame.size(),
-                        self.size
-                    )))
-                }
+        self.0.next(|frame, size| {
+            (frame.size() != size)
+                .then(|| format!("is {}, not {size} as the window's first", frame.size()))
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.left(), Some(self.0.left()))
+    }
+}
+
+impl ExactSizeIterator for WindowFrames {}
+
+/// The `mask` of a window, for backends that regenerate only a region (VACE): frame by
+/// frame in the order of the request's frames (padding repeats included), one byte a
+/// pixel at the request's frame size (`frames.size()`), rows unpadded, 255 where the
+/// frame is to be edited and 0 where it is kept. Each frame's mask is made when it is
+/// taken, as the frames are. Backends that do not use it may drop it: the element
+/// composes every edited frame with its input under the mask anyway.
+pub struct WindowMask(Lazy<Vec<u8>>);
+
+impl WindowMask {
+    /// `len` masks of `size`, mask `i` made by `make(i)`, in order.
+    pub fn new(
+        size: Size,
+        len: usize,
+        make: impl FnMut(usize) -> Result<Vec<u8>, BackendError> + Send + 'static,
+    ) -> Self {
+        Self(Lazy::new(size, len, make))
+    }
+
+    /// `len` frames all masked alike.
+    pub fn uniform(size: Size, len: usize, mask: Arc<[u8]>) -> Self {
+        Self::new(size, len, move |_| Ok(mask.to_vec()))
+    }
+
+    /// The size of each frame's mask: the request's frame size.
+    pub fn size(&self) -> Size {
+        self.0.size
+    }
+}
+
+impl Iterator for WindowMask {
+    type Item = Result<Vec<u8>, BackendError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next(|mask, size| {
+            let pixels = size.width as usize * size.height as usize;
+            (mask.len() != pixels).then(|| {
+                format!(
+                    "has a mask of {} bytes, not one per pixel of {size}",
+                    mask.len()
+                )
             })
         })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.len - self.made;
-        (left, Some(left))
+        (self.0.left(), Some(self.0.left()))
     }
 }
 
-impl ExactSizeIterator for WindowFrames {}
+impl ExactSizeIterator for WindowMask {}
 
 type ClipFrames = dyn Iterator<Item = Result<ClipFrame, BackendError>> + Send;
 

@@ -579,6 +579,23 @@ mod tests {
     }
 
     #[test]
+    fn every_format_of_the_element_goes_to_rgb_and_back() {
+        // A flat grey picture stays grey both ways, whatever the stream's format
+        // (alpha formats such as AYUV and A420 included).
+        let grey = Picture::Rgb(RgbFrame::filled(32, 18, [128; 3]));
+        for &format in crate::wanedit::FORMATS {
+            let stream = info(format, 64, 36);
+            let back = ToStream::new(&stream, 1).convert(&grey).unwrap();
+            let rgb = ToRgb::new(&stream, Size::new(32, 18), 1)
+                .unwrap()
+                .convert(&back)
+                .unwrap();
+            let worst = rgb.data.iter().map(|&v| v.abs_diff(128)).max().unwrap();
+            assert!(worst <= 2, "{format:?}: grey came back {worst} off");
+        }
+    }
+
+    #[test]
     fn a_scaler_used_again_makes_what_a_new_one_makes() {
         use VideoFormat::*;
         // Shrinking and growing, each through its middle frame, growing taller through

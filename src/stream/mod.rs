@@ -5,6 +5,7 @@ pub mod blend;
 pub mod composer;
 pub mod convert;
 pub mod geometry;
+pub mod mask;
 pub mod planes;
 pub mod planner;
 pub mod scaled;

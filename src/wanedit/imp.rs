@@ -21,6 +21,7 @@ use super::state::{Run, State};
 use crate::backend::{Backend, BackendConfig, BackendKind, Size};
 use crate::stream::blend::Samples;
 use crate::stream::geometry::choose_size;
+use crate::stream::mask::StreamMask;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -46,6 +47,8 @@ pub struct WanEdit {
     /// Bumped whenever a background load is started or abandoned, so that a load that
     /// ends after the element left PAUSED is dropped.
     pub(super) load_generation: AtomicU64,
+    /// The `mask` read at the last READY->PAUSED, for the stream state made then.
+    pub(super) mask: Mutex<Option<StreamMask>>,
 }
 
 /// How READY->PAUSED goes on once the settings are checked.
@@ -148,6 +151,14 @@ impl WanEdit {
         });
         let input = Size::new(info.width(), info.height());
         let send_size = choose_size(input, &state.capabilities.sizes);
+        let mask = match state.mask.as_ref().map(|m| m.for_caps(&info, send_size)) {
+            None => None,
+            Some(Ok(mask)) => Some(mask),
+            Some(Err(e)) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                return Err(gst::FlowError::NotNegotiated);
+            }
+        };
         gst::info!(
             CAT,
             imp = self,
@@ -161,6 +172,7 @@ impl WanEdit {
             scaled: Default::default(),
             samples,
             anchor: None,
+            mask,
         });
         Ok(())
     }
@@ -327,6 +339,7 @@ impl ObjectSubclass for WanEdit {
             changed: Condvar::new(),
             loading: AtomicBool::new(false),
             load_generation: AtomicU64::new(0),
+            mask: Mutex::new(None),
         }
     }
 }

@@ -13,9 +13,10 @@ use super::settings::OnError;
 use crate::backend::retry::backoff;
 use crate::backend::{
     Backend, BackendError, Continuation, EditParams, EditRequest, EditedClip, InputFormat, Picture,
-    Size, WindowAnchor, WindowFrames, WindowId,
+    Size, WindowAnchor, WindowFrames, WindowId, WindowMask,
 };
 use crate::stream::convert::{self, ConvertError, ToBackend, ToStream};
+use crate::stream::mask::{FrameMask, MaskCompositor, MaskError};
 use crate::stream::scaled::ScaledFrame;
 use crate::stream::timing::ByTime;
 
@@ -41,6 +42,8 @@ pub enum JobError {
     Worker(String),
     #[error("the backend panicked: {0}")]
     Panic(String),
+    #[error(transparent)]
+    Mask(#[from] MaskError),
 }
 
 impl JobError {
@@ -88,6 +91,8 @@ pub struct Job {
     pub retries: u32,
     pub backend: Arc<dyn Backend>,
     pub reports: WindowReporter,
+    /// With `mask` set: what each frame is masked with.
+    pub mask: Option<FrameMask>,
 }
 
 pub enum JobOutcome {
@@ -193,6 +198,7 @@ impl Job {
             frame_rate: SEND_RATE,
             params: self.params.clone(),
             anchor: self.continues.clone(),
+            mask: self.window_mask(),
             reporter: self.reports.job_reporter(attempt),
         };
         Ok(self.backend.edit(request).await?)
@@ -207,14 +213,24 @@ impl Job {
     async fn take_back(&mut self, clip: EditedClip) -> Result<Vec<gst::Buffer>, Box<BrokenOff>> {
         let (count, out_info, threads) =
             (self.id.frames, self.info.clone(), self.converter_threads);
+        let mask = self.mask.clone();
         let mut originals = std::mem::take(&mut self.inputs).into_iter();
         let taken = tokio::task::spawn_blocking(move || {
             let mut back = ToStream::new(&out_info, threads);
             let mut edited = Vec::with_capacity(count);
             let mut by_time = ByTime::new(count, SEND_RATE);
+            let mut masked = None;
             let mut map = |image: &Picture| {
-                edited.push(back.convert(image)?);
-                originals.next();
+                let mut frame = back.convert(image)?;
+                // Composed here, where the frame's input is at hand for the last time.
+                if let (Some(mask), Some(original)) = (&mask, originals.next()) {
+                    let compositor = match &mut masked {
+                        Some(compositor) => compositor,
+                        None => masked.insert(MaskCompositor::new(&out_info, mask.clone())?),
+                    };
+                    compositor.composite(frame.make_mut(), &original)?;
+                }
+                edited.push(frame);
                 Ok::<_, JobError>(())
             };
             let mapped = || {
@@ -269,6 +285,40 @@ impl Job {
             }
             Err(e) => JobOutcome::Failed(e),
         }
+    }
+
+    /// The window's mask at `send_size`, frame by frame as the request's frames (the
+    /// last repeated up to `padded_len`), each made when the backend takes it.
+    fn window_mask(&self) -> Option<WindowMask> {
+        let len = self.padded_len.max(self.inputs.len());
+        let (info, size) = (self.info.clone(), self.send_size);
+        let mask = match self.mask.as_ref()? {
+            FrameMask::Fixed { sent, .. } => {
+                return Some(WindowMask::uniform(size, len, sent.clone()));
+            }
+            alpha => alpha.clone(),
+        };
+        // The inputs' own alpha, also where anchor frames stand in for their pixels.
+        let mut inputs = self.inputs.clone().into_iter();
+        let mut reader = None;
+        let mut last = None;
+        Some(WindowMask::new(size, len, move |_| {
+            let Some(input) = inputs.next() else {
+                return last
+                    .clone()
+                    .ok_or_else(|| BackendError::Frames("a window without frames".into()));
+            };
+            let made = match &mut reader {
+                Some(reader) => Ok(reader),
+                None => MaskCompositor::new(&info, mask.clone()).map(|r| reader.insert(r)),
+            }
+            .and_then(|reader| reader.sent_mask(&input, size))
+            .map_err(|e| BackendError::Frames(e.to_string()))?;
+            if inputs.len() == 0 {
+                last = Some(made.clone());
+            }
+            Ok(made)
+        }))
     }
 
     /// The window's frames at `send_size`, each scaled when the backend takes it (or

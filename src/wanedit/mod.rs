@@ -102,6 +102,9 @@ pub const FORMATS: &[VideoFormat] = &[
     VideoFormat::Xrgb,
     VideoFormat::Xbgr,
     VideoFormat::Gray8,
+    // With alpha, for mask=alpha: a matte from upstream says where to edit.
+    VideoFormat::Ayuv,
+    VideoFormat::A420,
     // Broadcast and post-production: 10 and 12 bits, blended at their own depth.
     VideoFormat::P01010le,
     VideoFormat::I42010le,

@@ -8,6 +8,7 @@ use gst_video::VideoInfo;
 use crate::backend::{Backend, Capabilities, Continuation, Size};
 use crate::stream::blend::Samples;
 use crate::stream::composer::Composer;
+use crate::stream::mask::{FrameMask, StreamMask};
 use crate::stream::planner::WindowPlanner;
 use crate::stream::scaled::ScaledFrames;
 
@@ -24,6 +25,8 @@ pub struct Run {
     /// With `seam=anchor`: what the last window delivered gave for the frames the next
     /// window shares with it.
     pub anchor: Option<Anchor>,
+    /// What each frame of these caps is masked with (`None`: edited whole).
+    pub mask: Option<FrameMask>,
 }
 
 /// The frames a window gave back (edited, or its originals where it passed through), in
@@ -62,6 +65,8 @@ pub struct State {
     pub backend: Arc<dyn Backend>,
     pub windowing: Windowing,
     pub capabilities: Capabilities,
+    /// The `mask` property, read at READY->PAUSED, fitted to each caps in `run`.
+    pub mask: Option<StreamMask>,
     pub run: Option<Run>,
     pub composer: Composer,
     /// Number of the next input frame, counted from 0 since the last flush.
@@ -87,6 +92,7 @@ impl State {
             backend,
             windowing,
             capabilities,
+            mask: None,
             run: None,
             composer: Composer::default(),
             next_frame: 0,

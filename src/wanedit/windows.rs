@@ -107,6 +107,7 @@ impl WanEdit {
             retries: settings.window_retries,
             backend: state.backend.clone(),
             reports: reports.clone(),
+            mask: run.mask.clone(),
         };
         let epoch = state.epoch;
         let element = self.obj().downgrade();
