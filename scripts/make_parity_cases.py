@@ -47,10 +47,12 @@ from diffusers import (
     UniPCMultistepScheduler,
     WanPipeline,
     WanTransformer3DModel,
+    WanVACEPipeline,
+    WanVACETransformer3DModel,
     WanVideoToVideoPipeline,
 )
 from diffusers.pipelines.lucy import pipeline_lucy_edit
-from diffusers.pipelines.wan import pipeline_wan, pipeline_wan_video2video
+from diffusers.pipelines.wan import pipeline_wan, pipeline_wan_vace, pipeline_wan_video2video
 
 CORPUS = [
     "a cat jumps over the fence in the morning light",
@@ -121,9 +123,12 @@ def text_encoder(vocab, seed, **dims):
     return model
 
 
-def transformer(in_channels, out_channels, seed, **dims):
+def transformer(in_channels, out_channels, seed, vace=None, **dims):
+    """The plain DiT, or with `vace` (`vace_layers`, `vace_in_channels`) the VACE one."""
     torch.manual_seed(seed)
-    model = WanTransformer3DModel(
+    cls, extra = (WanTransformer3DModel, {}) if vace is None else (WanVACETransformer3DModel, vace)
+    model = cls(
+        **extra,
         patch_size=(1, 2, 2),
         in_channels=in_channels,
         out_channels=out_channels,
@@ -179,6 +184,7 @@ PIPELINES = {
     "lucy-edit": (LucyEditPipeline, pipeline_lucy_edit),
     "video2video": (WanVideoToVideoPipeline, pipeline_wan_video2video),
     "text2video": (WanPipeline, pipeline_wan),
+    "vace": (WanVACEPipeline, pipeline_wan_vace),
 }
 
 
@@ -189,10 +195,15 @@ def build_model(case, model_dir, seed):
     z = v.config.z_dim
     in_ch = 2 * z if case["pipeline"] == "lucy-edit" else z
     cls, _ = PIPELINES[case["pipeline"]]
+    vace = None
+    if case["pipeline"] == "vace":
+        # Inactive and reactive latents, then the 8x8 mask packed on the channels.
+        spatial = 2 ** len(v.temperal_downsample)
+        vace = dict(vace_layers=case["_vace"]["layers"], vace_in_channels=2 * z + spatial * spatial)
     pipe = cls(
         tokenizer=tok,
         text_encoder=text_encoder(len(tok), seed + 2, **case.get("_text", {})),
-        transformer=transformer(in_ch, z, seed + 3, **case.get("_dit", {})),
+        transformer=transformer(in_ch, z, seed + 3, vace=vace, **case.get("_dit", {})),
         vae=v,
         scheduler=scheduler(case["_scheduler"], case["_shift"]),
     )
@@ -288,7 +299,14 @@ def make_case(case, out_root, seed):
     v = pipe.vae.config
     t_lat = (f - 1) // v.scale_factor_temporal + 1
     channels = pipe.transformer.config.out_channels if case["pipeline"] == "lucy-edit" else pipe.transformer.config.in_channels
-    noise = torch.randn(1, channels, t_lat, h // v.scale_factor_spatial, w // v.scale_factor_spatial, generator=gen)
+    vace = case.get("_vace")
+    # VACE draws one latent frame more per reference image.
+    refs = vace["refs"] if vace else 0
+    noise = torch.randn(
+        1, channels, t_lat + refs, h // v.scale_factor_spatial, w // v.scale_factor_spatial, generator=gen
+    )
+    inputs = {"video": video, "noise": noise}
+    vace_kwargs = vace_conditions(vace, video, frames, gen, inputs) if vace else {}
 
     def fixed_noise(shape, **kwargs):
         assert tuple(shape) == tuple(noise.shape), (shape, noise.shape)
@@ -332,13 +350,18 @@ def make_case(case, out_root, seed):
             guidance_scale=guidance,
             output_type="np",
         )
-        if case["pipeline"] != "text2video":
+        if case["pipeline"] == "vace":
+            kwargs.update(vace_kwargs, num_frames=f)
+        elif case["pipeline"] != "text2video":
             kwargs["video"] = frames
         else:
             kwargs["num_frames"] = f
         if case["pipeline"] == "video2video":
             kwargs["strength"] = case["strength"]
         out = pipe(**kwargs).frames[0]
+        if refs:
+            # The pipeline drops the reference frames before decoding; so does the port's result.
+            captured["final_latents"] = captured["final_latents"][:, :, refs:]
 
         expected = {
             "video": torch.from_numpy(np.asarray(out, dtype=np.float32)).contiguous(),
@@ -348,16 +371,18 @@ def make_case(case, out_root, seed):
         }
         if uncond is not None:
             expected["negative_prompt_embeds"] = uncond[0:1].contiguous()
-        if case["pipeline"] != "text2video":
+        if case["pipeline"] not in ("text2video", "vace"):
             src = pipe.video_processor.preprocess_video(frames, height=h, width=w).to(torch.float32)
             lat = pipe.vae.encode(src).latent_dist.mode()
             mean = torch.tensor(v.latents_mean).view(1, v.z_dim, 1, 1, 1)
             std = torch.tensor(v.latents_std).view(1, v.z_dim, 1, 1, 1)
             expected["source_latents"] = ((lat - mean) / std).contiguous()
 
-    save_file({"video": video.contiguous(), "noise": noise.contiguous()}, os.path.join(case_dir, "inputs.safetensors"))
+    save_file({k: t.contiguous() for k, t in inputs.items()}, os.path.join(case_dir, "inputs.safetensors"))
     save_file({k: t.float() for k, t in expected.items()}, os.path.join(case_dir, "expected.safetensors"))
     meta = {k: v for k, v in case.items() if not k.startswith("_") and k != "name"}
+    if vace and "conditioning_scale" in vace:
+        meta["conditioning_scale"] = vace["conditioning_scale"]
     if lora is not None:
         meta["lora"] = [{"file": "lora.safetensors", "scale": lora["scale"]}]
     if "_flow_shift" in case:
@@ -367,6 +392,42 @@ def make_case(case, out_root, seed):
         json.dump(meta, fh, indent=2)
         fh.write("\n")
     print(name, {k: tuple(t.shape) for k, t in expected.items()})
+
+
+def vace_conditions(vace, video, frames, gen, inputs):
+    """The VACE call's `video`, `mask`, `reference_images` and `conditioning_scale` of a
+    case's `_vace` spec, recording the port's inputs (PARITY.md, "VACE cases") in `inputs`.
+
+    `video="none"` calls diffusers without a video (reference-only generation), which then
+    conditions on zeros in [-1, 1]: the port gets that as frames of exactly 0.5. `mask`
+    is "none" (not passed: generate everywhere), "box" (a region regenerated in every
+    frame, the rest kept) or "first_frame" (frame 0 kept, the others generated); masks
+    go as mode "L" images of 0 and 255. Reference images are random 8-bit images at the
+    case's size, so that no letterboxing is involved."""
+    f, h, w, _ = video.shape
+    kwargs = {}
+    if vace.get("video") == "none":
+        inputs["video"] = torch.full_like(video, 0.5)
+    else:
+        kwargs["video"] = frames
+    mask = vace.get("mask", "none")
+    if mask != "none":
+        m = torch.zeros(f, h, w)
+        if mask == "box":
+            m[:, h // 4 : h // 4 + h // 2, w // 8 : w // 8 + w // 2] = 1.0
+        elif mask == "first_frame":
+            m[1:] = 1.0
+        else:
+            raise ValueError(mask)
+        inputs["mask"] = m
+        kwargs["mask"] = [Image.fromarray((plane * 255).to(torch.uint8).numpy(), mode="L") for plane in m]
+    if vace["refs"]:
+        refs_u8 = (torch.rand(vace["refs"], h, w, 3, generator=gen) * 255).round().to(torch.uint8)
+        inputs["reference_images"] = refs_u8.float() / 255.0
+        kwargs["reference_images"] = [Image.fromarray(r.numpy()) for r in refs_u8]
+    if "conditioning_scale" in vace:
+        kwargs["conditioning_scale"] = vace["conditioning_scale"]
+    return kwargs
 
 
 CASES = [
@@ -420,6 +481,23 @@ CASES = [
          negative_prompt="", num_inference_steps=4, guidance_scale=1.0, strength=1.0, height=32, width=32,
          num_frames=5, _scheduler="unipc", _shift=3.0, _save_dtype="f16", _flow_shift=5.0,
          _lora=dict(layout="comfy", rank=4, alpha=8.0, scale=1.0, dtype="bf16")),
+    # Wan2.1 VACE (WanVACETransformer3DModel): reference images as leading latent frames,
+    # inactive/reactive latents and the packed mask as the control input of `vace_layers`.
+    dict(name="vace_square_f5_reference", pipeline="vace", prompt="a cat in a garden", negative_prompt="",
+         num_inference_steps=3, guidance_scale=1.0, height=32, width=32, num_frames=5, _scheduler="unipc",
+         _shift=3.0, _save_dtype="f16", _vace=dict(layers=[0, 1], video="none", refs=1)),
+    dict(name="vace_square_f9_masked_video", pipeline="vace", prompt="replace the car with a horse",
+         negative_prompt="", num_inference_steps=3, guidance_scale=1.0, height=32, width=32, num_frames=9,
+         _scheduler="flow", _shift=3.0, _save_dtype="f16", _dit=dict(num_layers=3),
+         _vace=dict(layers=[0, 2], mask="box", refs=0)),
+    dict(name="vace_square_f9_first_frame", pipeline="vace", prompt="zoom out slowly", negative_prompt="",
+         num_inference_steps=3, guidance_scale=1.0, height=32, width=32, num_frames=9, _scheduler="unipc",
+         _shift=5.0, _save_dtype="f16",
+         _vace=dict(layers=[0, 1], mask="first_frame", refs=0, conditioning_scale=[0.8, 1.3])),
+    dict(name="vace_wide_f9_two_refs_unipc_cfg", pipeline="vace", prompt="a dog runs on the beach",
+         negative_prompt="blurry", num_inference_steps=4, guidance_scale=4.0, height=32, width=64, num_frames=9,
+         _scheduler="unipc", _shift=3.0, _save_dtype="f16",
+         _vace=dict(layers=[0, 1], mask="box", refs=2, conditioning_scale=0.6)),
 ]
 
 

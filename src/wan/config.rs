@@ -44,11 +44,26 @@ pub struct TransformerConfig {
     pub added_kv_proj_dim: Option<usize>,
     #[serde(default = "default_rope_max_seq_len")]
     pub rope_max_seq_len: usize,
+    /// `WanVACETransformer3DModel`: the main blocks after which the VACE hints are added.
+    #[serde(default)]
+    pub vace_layers: Option<Vec<usize>>,
+    /// `WanVACETransformer3DModel`: the channels of the control latents.
+    #[serde(default)]
+    pub vace_in_channels: Option<usize>,
 }
 
 impl TransformerConfig {
     pub fn inner_dim(&self) -> usize {
         self.num_attention_heads * self.attention_head_dim
+    }
+
+    /// Fills in `WanVACETransformer3DModel`'s defaults for the VACE fields a config leaves
+    /// out (every layer a multiple of 5 below 40, 96 control channels).
+    pub fn with_vace_defaults(mut self) -> Self {
+        self.vace_layers
+            .get_or_insert_with(|| (0..8).map(|i| 5 * i).collect());
+        self.vace_in_channels.get_or_insert(96);
+        self
     }
 }
 

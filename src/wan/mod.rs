@@ -1,6 +1,8 @@
 //! The Wan video diffusion family in Candle: Lucy-Edit (Wan2.2 5B architecture, Wan2.2
-//! VAE) and Wan2.1 text- and video-to-video, read from diffusers pipeline directories and
-//! numerically equal to diffusers (see `tests/parity.rs`).
+//! VAE), Wan2.1 text- and video-to-video, and Wan2.1 VACE (generation conditioned on a
+//! video, a mask and reference images: [`WanModel::vace`] with [`VaceConditions`]), read
+//! from diffusers pipeline directories and numerically equal to diffusers (see
+//! `tests/parity.rs`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), gstwanedit::wan::WanError> {
@@ -37,6 +39,7 @@ mod scheduler;
 mod tokenizer;
 mod transformer;
 mod umt5;
+mod vace;
 mod vae;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +62,7 @@ pub use scheduler::{Scheduler, SchedulerConfig};
 pub use tokenizer::{MAX_SEQUENCE_LENGTH, PromptTokenizer, clean_prompt};
 pub use transformer::WanTransformer;
 pub use umt5::Umt5Encoder;
+pub use vace::VaceConditions;
 pub use vae::WanVae;
 
 use config::read_json;
@@ -70,6 +74,7 @@ pub enum PipelineKind {
     LucyEdit,
     VideoToVideo,
     TextToVideo,
+    Vace,
 }
 
 impl PipelineKind {
@@ -78,6 +83,7 @@ impl PipelineKind {
             "LucyEditPipeline" => Some(Self::LucyEdit),
             "WanVideoToVideoPipeline" => Some(Self::VideoToVideo),
             "WanPipeline" => Some(Self::TextToVideo),
+            "WanVACEPipeline" => Some(Self::Vace),
             _ => None,
         }
     }
@@ -88,6 +94,7 @@ impl PipelineKind {
             Self::LucyEdit => "lucy-edit",
             Self::VideoToVideo => "video2video",
             Self::TextToVideo => "text2video",
+            Self::Vace => "vace",
         }
     }
 }
@@ -152,7 +159,10 @@ pub fn load_with_loras(
     let text_encoder = load_text_encoder(&component("text_encoder")?, device, dtype)?;
     let transformer = {
         let dir = component("transformer")?;
-        let cfg: TransformerConfig = read_json(&dir.join("config.json"))?;
+        let mut cfg: TransformerConfig = read_json(&dir.join("config.json"))?;
+        if kind == PipelineKind::Vace {
+            cfg = cfg.with_vace_defaults();
+        }
         let weights = ComponentWeights::open_merged(&dir, dtype, device, loras)?;
         let transformer =
             WanTransformer::new(&cfg, weights.vb.clone()).map_err(|e| weights.error(e))?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::{Generation, Noise, Sampling};
+use super::{Generation, Noise, Sampling, VaceConditions};
 
 /// The tolerance of a stage whose case names none.
 pub const DEFAULT_TOLERANCE: f64 = 1e-4;
@@ -35,8 +35,28 @@ pub struct CaseSpec {
     /// Replaces the scheduler's shift, as the element's `flow-shift` does.
     #[serde(default)]
     pub flow_shift: Option<f64>,
+    /// VACE: one scale for every VACE layer or one per layer (default 1).
+    #[serde(default)]
+    pub conditioning_scale: Option<ConditioningScale>,
     #[serde(default)]
     pub tolerance: HashMap<String, f64>,
+}
+
+/// `conditioning_scale`: a number, or a list with one per VACE layer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ConditioningScale {
+    All(f64),
+    PerLayer(Vec<f64>),
+}
+
+impl ConditioningScale {
+    pub fn to_vec(&self) -> Vec<f64> {
+        match self {
+            Self::All(one) => vec![*one],
+            Self::PerLayer(all) => all.clone(),
+        }
+    }
 }
 
 /// One LoRA of a case: `{"file": "lora.safetensors", "scale": 0.7}`.
@@ -187,6 +207,18 @@ pub fn run_case(
             &sampling,
             &mut progress,
         ),
+        "vace" => {
+            let conditions = VaceConditions {
+                video: input("video")?,
+                mask: inputs.get("mask").cloned(),
+                reference_images: inputs.get("reference_images").cloned(),
+                conditioning_scale: spec
+                    .conditioning_scale
+                    .as_ref()
+                    .map_or(vec![1.0], ConditioningScale::to_vec),
+            };
+            model.vace(&conditions, &embeds, &sampling, &mut progress)
+        }
         other => return Err(format!("unknown pipeline `{other}`")),
     }
     .map_err(fail)?;

@@ -1,4 +1,5 @@
-//! The three Wan pipelines: Lucy-Edit, video-to-video and text-to-video.
+//! The three Wan pipelines: Lucy-Edit, video-to-video and text-to-video, and what they
+//! share with VACE ([`super::vace`]).
 //!
 //! Each follows its diffusers pipeline step for step: prompts encoded to 512 tokens,
 //! the VAE's normalised latent space, the scheduler of `scheduler/`, and classifier-free
@@ -14,6 +15,7 @@ use super::WanModel;
 use super::anchor::LatentAnchor;
 use super::error::{Result, WanError};
 use super::scheduler::Scheduler;
+use super::transformer::WanTransformer;
 
 /// The text conditioning of one generation: `[1, 512, D]` each.
 #[derive(Debug, Clone)]
@@ -100,6 +102,16 @@ pub fn frames_to_rgb8(video: &Tensor) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// f32 pixels `[1, 3, F, H, W]` in [-1, 1] on `device` of `[F, H, W, 3]` frames in [0, 1].
+pub(super) fn pixels(frames: &Tensor, device: &Device) -> Result<Tensor> {
+    Ok(frames
+        .to_device(device)?
+        .to_dtype(DType::F32)?
+        .permute((3, 0, 1, 2))?
+        .unsqueeze(0)?
+        .affine(2.0, -1.0)?)
+}
+
 /// Hears `(steps done, steps in all)`: `(0, N)` before the first step (once the source
 /// video is encoded), then `(k, N)` after step k. Returning `Break` stops the pipeline there
 /// (before the next step, or before the decode) with [`WanError::Cancelled`]: a step of
@@ -108,7 +120,7 @@ pub fn frames_to_rgb8(video: &Tensor) -> Result<Vec<Vec<u8>>> {
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
 
 /// Where a pipeline's denoising starts.
-enum Start<'a> {
+pub(super) enum Start<'a> {
     /// From pure noise, at the first step.
     Noise(Tensor),
     /// From `source` noised with `noise` to the timestep of `step`, at that step.
@@ -117,6 +129,46 @@ enum Start<'a> {
         noise: Tensor,
         step: usize,
     },
+}
+
+/// What the transformer sees beside the latents at every step.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Condition<'a> {
+    None,
+    /// Latents concatenated on the channel axis (Lucy-Edit's source latents).
+    Channels(&'a Tensor),
+    /// VACE control latents, and one conditioning scale per VACE layer.
+    Vace {
+        control: &'a Tensor,
+        scales: &'a [f64],
+    },
+}
+
+impl Condition<'_> {
+    /// The transformer's input of one step.
+    fn input(self, latents: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Channels(c) => Tensor::cat(&[latents, c], 1)?,
+            Self::None | Self::Vace { .. } => latents.clone(),
+        })
+    }
+
+    /// The f32 flow prediction for `input` (from [`Self::input`]).
+    fn predict(
+        self,
+        transformer: &WanTransformer,
+        input: &Tensor,
+        timestep: f32,
+        context: &Tensor,
+    ) -> Result<Tensor> {
+        let pred = match self {
+            Self::Vace { control, scales } => {
+                transformer.forward_vace(input, timestep, context, control, scales)?
+            }
+            Self::None | Self::Channels(_) => transformer.forward(input, timestep, context)?,
+        };
+        Ok(pred.to_dtype(DType::F32)?)
+    }
 }
 
 /// Passes `(done, all)` to `progress`, and stops the run where it breaks.
@@ -146,13 +198,13 @@ impl WanModel {
         }
         let source = self.encode_video(video)?;
         let noise = self.noise(&sampling.noise, source.dims())?;
-        let generation = self.generate(
+        let generation = self.decoded(self.sample(
             Start::Noise(noise),
-            Some(&source),
+            Condition::Channels(&source),
             embeds,
             sampling,
             progress,
-        )?;
+        )?)?;
         Ok(Generation {
             source_latents: Some(source),
             ..generation
@@ -189,7 +241,8 @@ impl WanModel {
             noise,
             step: steps - kept,
         };
-        let generation = self.generate(start, None, embeds, sampling, progress)?;
+        let generation =
+            self.decoded(self.sample(start, Condition::None, embeds, sampling, progress)?)?;
         Ok(Generation {
             source_latents: Some(source),
             ..generation
@@ -209,20 +262,39 @@ impl WanModel {
         self.expect_plain_transformer("text2video")?;
         let shape = self.latent_shape(num_frames, height, width)?;
         let noise = self.noise(&sampling.noise, &shape)?;
-        self.generate(Start::Noise(noise), None, embeds, sampling, progress)
+        self.decoded(self.sample(
+            Start::Noise(noise),
+            Condition::None,
+            embeds,
+            sampling,
+            progress,
+        )?)
     }
 
-    /// What every pipeline does once it has its first latents: set up the scheduler,
-    /// denoise with `condition` beside the latents at each step, and decode. The
-    /// generation has no source latents; the pipelines that have them add them.
-    fn generate(
+    /// The generation of final latents and the first conditional prediction: decoded,
+    /// without source latents (the pipelines that have them add them).
+    pub(super) fn decoded(
+        &self,
+        (final_latents, first_noise_pred): (Tensor, Tensor),
+    ) -> Result<Generation> {
+        Ok(Generation {
+            video: self.decode_video(&final_latents)?,
+            source_latents: None,
+            first_noise_pred,
+            final_latents,
+        })
+    }
+
+    /// Sets up the scheduler and denoises from `start` with `condition` at each step;
+    /// returns the final latents and the first conditional prediction.
+    pub(super) fn sample(
         &self,
         start: Start,
-        condition: Option<&Tensor>,
+        condition: Condition,
         embeds: &PromptEmbeds,
         sampling: &Sampling,
         progress: Progress,
-    ) -> Result<Generation> {
+    ) -> Result<(Tensor, Tensor)> {
         let mut scheduler = Scheduler::new(
             &self.scheduler_config(sampling),
             sampling.num_inference_steps,
@@ -242,7 +314,7 @@ impl WanModel {
         if let Some(anchor) = &sampling.anchor {
             anchor.check(latents.dims())?;
         }
-        let (final_latents, first_noise_pred) = self.denoise(
+        self.denoise(
             latents,
             condition,
             embeds,
@@ -250,13 +322,7 @@ impl WanModel {
             first_step,
             sampling,
             progress,
-        )?;
-        Ok(Generation {
-            video: self.decode_video(&final_latents)?,
-            source_latents: None,
-            first_noise_pred,
-            final_latents,
-        })
+        )
     }
 
     /// The scheduler configuration with the sampling's shift, where it sets one.
@@ -276,11 +342,21 @@ impl WanModel {
                 "{pipeline} needs a transformer whose in_channels and out_channels equal the VAE's z_dim"
             )));
         }
+        if self.transformer.vace_layers().is_some() {
+            return Err(WanError::InvalidInput(format!(
+                "{pipeline} needs a plain transformer; this VACE one runs with `vace` only"
+            )));
+        }
         Ok(())
     }
 
     /// `[1, z, 1 + (F-1)/t, H/s, W/s]` for a clip, checking that the sizes divide.
-    fn latent_shape(&self, frames: usize, height: usize, width: usize) -> Result<Vec<usize>> {
+    pub(super) fn latent_shape(
+        &self,
+        frames: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<usize>> {
         let vae = self.vae.config();
         let (t, s) = (vae.temporal_factor(), vae.spatial_factor());
         let [_, ph, pw] = self.transformer.config().patch_size;
@@ -314,14 +390,15 @@ impl WanModel {
             )));
         }
         self.latent_shape(f, h, w)?;
-        let x = video
-            .to_device(&self.device)?
-            .to_dtype(DType::F32)?
-            .permute((3, 0, 1, 2))?
-            .unsqueeze(0)?
-            .affine(2.0, -1.0)?
-            .to_dtype(self.dtype)?;
-        let latents = self.vae.encode(&x)?.to_dtype(DType::F32)?;
+        self.encode_pixels(&pixels(video, &self.device)?)
+    }
+
+    /// The normalised latents of f32 pixels `[1, 3, F, H, W]` in [-1, 1].
+    pub(super) fn encode_pixels(&self, x: &Tensor) -> Result<Tensor> {
+        let latents = self
+            .vae
+            .encode(&x.to_dtype(self.dtype)?)?
+            .to_dtype(DType::F32)?;
         Ok(self.vae.normalize(&latents)?)
     }
 
@@ -337,7 +414,7 @@ impl WanModel {
             .contiguous()?)
     }
 
-    fn noise(&self, noise: &Noise, shape: &[usize]) -> Result<Tensor> {
+    pub(super) fn noise(&self, noise: &Noise, shape: &[usize]) -> Result<Tensor> {
         match noise {
             Noise::Tensor(t) if t.dims() == shape => {
                 Ok(t.to_device(&self.device)?.to_dtype(DType::F32)?)
@@ -356,7 +433,7 @@ impl WanModel {
     fn denoise(
         &self,
         mut latents: Tensor,
-        condition: Option<&Tensor>,
+        condition: Condition,
         embeds: &PromptEmbeds,
         scheduler: &mut Scheduler,
         start: usize,
@@ -390,22 +467,13 @@ impl WanModel {
         report(progress, 0, timesteps.len())?;
         let mut first = None;
         for (i, &t) in timesteps.iter().enumerate() {
-            let input = match condition {
-                Some(c) => Tensor::cat(&[&latents, c], 1)?,
-                None => latents.clone(),
-            };
-            let mut pred = self
-                .transformer
-                .forward(&input, t, &cond)?
-                .to_dtype(DType::F32)?;
+            let input = condition.input(&latents)?;
+            let mut pred = condition.predict(&self.transformer, &input, t, &cond)?;
             if first.is_none() {
                 first = Some(pred.clone());
             }
             if let Some(uncond) = &uncond {
-                let pred_u = self
-                    .transformer
-                    .forward(&input, t, uncond)?
-                    .to_dtype(DType::F32)?;
+                let pred_u = condition.predict(&self.transformer, &input, t, uncond)?;
                 pred = (&pred_u + ((pred - &pred_u)? * guidance_scale)?)?;
             }
             latents = scheduler.step(&pred, t, &latents)?;
@@ -480,6 +548,15 @@ mod tests {
         });
         assert_stops_at(1, "t2v_square_f5_1step", |m, e, s, p| {
             m.text2video(e, 5, 32, 32, s, p)
+        });
+        let conditions = crate::wan::VaceConditions {
+            video: video(32),
+            mask: None,
+            reference_images: None,
+            conditioning_scale: vec![1.0],
+        };
+        assert_stops_at(1, "vace_square_f9_first_frame", |m, e, s, p| {
+            m.vace(&conditions, e, s, p)
         });
     }
 

@@ -1,4 +1,5 @@
-//! The Wan DiT (`WanTransformer3DModel`).
+//! The Wan DiT (`WanTransformer3DModel`), and `WanVACETransformer3DModel` with the VACE
+//! branch of [`super::vace`].
 
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, RmsNorm, VarBuilder, linear};
@@ -7,6 +8,7 @@ use super::attention::attention;
 use super::config::TransformerConfig;
 use super::embeddings::ConditionEmbedder;
 use super::rope::{self, Rope3d};
+use super::vace::VaceBranch;
 
 /// A layer norm over the last axis, taken in f32 as diffusers' `FP32LayerNorm`.
 fn norm_f32(norm: &LayerNorm, xs: &Tensor) -> Result<Tensor> {
@@ -104,8 +106,65 @@ impl Module for FeedForward {
     }
 }
 
+/// A Conv3d with kernel = stride = the patch size, taken as a matmul over patches.
 #[derive(Debug, Clone)]
-struct Block {
+pub(super) struct PatchEmbed {
+    weight: Tensor,
+    bias: Tensor,
+    patch: [usize; 3],
+}
+
+impl PatchEmbed {
+    pub(super) fn new(
+        in_channels: usize,
+        dim: usize,
+        patch: [usize; 3],
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let [pt, ph, pw] = patch;
+        Ok(Self {
+            weight: vb
+                .get((dim, in_channels, pt, ph, pw), "weight")?
+                .reshape((dim, in_channels * pt * ph * pw))?,
+            bias: vb.get(dim, "bias")?,
+            patch,
+        })
+    }
+
+    pub(super) fn dtype(&self) -> DType {
+        self.weight.dtype()
+    }
+
+    /// The patch grid of latents `[B, C, F, H, W]`, checking that the patch divides them.
+    pub(super) fn grid(&self, latents: &Tensor) -> Result<[usize; 3]> {
+        let (_, _, f, h, w) = latents.dims5()?;
+        let [pt, ph, pw] = self.patch;
+        if !f.is_multiple_of(pt) || !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
+            candle_core::bail!(
+                "latent size {f}x{h}x{w} is not a multiple of the patch size {pt}x{ph}x{pw}"
+            );
+        }
+        Ok([f / pt, h / ph, w / pw])
+    }
+
+    /// The tokens `[B, F*H*W / patch, dim]`, in (F, H, W) order, of latents `[B, C, F, H, W]`.
+    pub(super) fn forward(&self, latents: &Tensor) -> Result<Tensor> {
+        let grid = self.grid(latents)?;
+        let (b, c, ..) = latents.dims5()?;
+        let [pt, ph, pw] = self.patch;
+        latents
+            .to_dtype(self.dtype())?
+            .reshape(vec![b, c, grid[0], pt, grid[1], ph, grid[2], pw])?
+            .permute([0, 2, 4, 6, 1, 3, 5, 7])?
+            .reshape((b, grid.iter().product::<usize>(), c * pt * ph * pw))?
+            .broadcast_matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// A Wan transformer block; the VACE blocks are these with projections around them.
+#[derive(Debug, Clone)]
+pub(super) struct Block {
     norm1: LayerNorm,
     attn1: Attention,
     // diffusers' norm2 is the cross-attention norm (the original code's norm3).
@@ -117,7 +176,7 @@ struct Block {
 }
 
 impl Block {
-    fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+    pub(super) fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.inner_dim();
         let heads = cfg.num_attention_heads;
         let norm2 = if cfg.cross_attn_norm {
@@ -144,7 +203,7 @@ impl Block {
     }
 
     /// `modulation` is the f32 `[1, 6, dim]` projection of the timestep.
-    fn forward(
+    pub(super) fn forward(
         &self,
         xs: &Tensor,
         context: &Tensor,
@@ -187,11 +246,12 @@ impl Block {
     }
 }
 
-/// `WanTransformer3DModel` without the image branch (text-conditioned models only).
+/// `WanTransformer3DModel` without the image branch (text-conditioned models only), or
+/// `WanVACETransformer3DModel` when the config has `vace_layers`.
 #[derive(Debug, Clone)]
 pub struct WanTransformer {
-    patch_weight: Tensor,
-    patch_bias: Tensor,
+    patch: PatchEmbed,
+    vace: Option<VaceBranch>,
     condition: ConditionEmbedder,
     blocks: Vec<Block>,
     norm_out: LayerNorm,
@@ -208,17 +268,21 @@ impl WanTransformer {
         }
         let dim = cfg.inner_dim();
         let [pt, ph, pw] = cfg.patch_size;
-        let patch = vb.pp("patch_embedding");
-        // The patch embedding is a Conv3d with kernel = stride: a matmul over patches.
-        let patch_weight = patch
-            .get((dim, cfg.in_channels, pt, ph, pw), "weight")?
-            .reshape((dim, cfg.in_channels * pt * ph * pw))?;
         let blocks = (0..cfg.num_layers)
             .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
             .collect::<Result<_>>()?;
+        let vace = match &cfg.vace_layers {
+            Some(layers) => Some(VaceBranch::new(cfg, layers, vb.clone())?),
+            None => None,
+        };
         Ok(Self {
-            patch_weight,
-            patch_bias: patch.get(dim, "bias")?,
+            patch: PatchEmbed::new(
+                cfg.in_channels,
+                dim,
+                cfg.patch_size,
+                vb.pp("patch_embedding"),
+            )?,
+            vace,
             condition: ConditionEmbedder::new(
                 dim,
                 cfg.freq_dim,
@@ -240,41 +304,78 @@ impl WanTransformer {
         &self.cfg
     }
 
+    /// The number of VACE layers (hints), or `None` for a transformer without VACE.
+    pub fn vace_layers(&self) -> Option<usize> {
+        self.vace.as_ref().map(VaceBranch::len)
+    }
+
     /// The text context `[B, L, dim]` of prompt embeddings `[B, L, text_dim]`; it does
     /// not depend on the timestep, so a denoising loop computes it once per prompt.
     pub fn embed_text(&self, text: &Tensor) -> Result<Tensor> {
-        self.condition
-            .text(&text.to_dtype(self.patch_weight.dtype())?)
+        self.condition.text(&text.to_dtype(self.patch.dtype())?)
     }
 
     /// The flow prediction `[B, out, F, H, W]` for latents `[B, in, F, H, W]` at
     /// `timestep`, given a context from [`Self::embed_text`].
     pub fn forward(&self, latents: &Tensor, timestep: f32, context: &Tensor) -> Result<Tensor> {
-        let dtype = self.patch_weight.dtype();
-        let (b, c, f, h, w) = latents.dims5()?;
-        let [pt, ph, pw] = self.cfg.patch_size;
-        if !f.is_multiple_of(pt) || !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
+        self.forward_with(latents, timestep, context, None)
+    }
+
+    /// [`Self::forward`] of a VACE transformer, with the control latents `[B, vace_in, F,
+    /// H, W]` and one conditioning scale per VACE layer.
+    pub fn forward_vace(
+        &self,
+        latents: &Tensor,
+        timestep: f32,
+        context: &Tensor,
+        control: &Tensor,
+        scales: &[f64],
+    ) -> Result<Tensor> {
+        let Some(vace) = &self.vace else {
+            candle_core::bail!("this transformer has no VACE layers (vace_layers)");
+        };
+        if scales.len() != vace.len() {
             candle_core::bail!(
-                "latent size {f}x{h}x{w} is not a multiple of the patch size {pt}x{ph}x{pw}"
+                "{} conditioning scales for {} VACE layers",
+                scales.len(),
+                vace.len()
             );
         }
-        let grid = [f / pt, h / ph, w / pw];
-        let tokens = grid.iter().product::<usize>();
+        self.forward_with(latents, timestep, context, Some((vace, control, scales)))
+    }
 
-        let patches = latents
-            .to_dtype(dtype)?
-            .reshape(vec![b, c, grid[0], pt, grid[1], ph, grid[2], pw])?
-            .permute([0, 2, 4, 6, 1, 3, 5, 7])?
-            .reshape((b, tokens, c * pt * ph * pw))?;
-        let mut xs = patches
-            .broadcast_matmul(&self.patch_weight.t()?)?
-            .broadcast_add(&self.patch_bias)?;
+    fn forward_with(
+        &self,
+        latents: &Tensor,
+        timestep: f32,
+        context: &Tensor,
+        control: Option<(&VaceBranch, &Tensor, &[f64])>,
+    ) -> Result<Tensor> {
+        let dtype = self.patch.dtype();
+        let (b, _, f, h, w) = latents.dims5()?;
+        let [pt, ph, pw] = self.cfg.patch_size;
+        let grid = self.patch.grid(latents)?;
+        let mut xs = self.patch.forward(latents)?;
 
         let (temb, modulation) = self.condition.time(timestep, dtype, latents.device())?;
         let modulation = modulation.to_dtype(DType::F32)?;
         let rope = self.rope.tables(grid, latents.device())?;
-        for block in &self.blocks {
+        // The VACE hints come from the patch-embedded latents, before the first block.
+        let hints = match control {
+            Some((vace, control, scales)) => Some((
+                vace,
+                vace.hints(&xs, control, context, &modulation, &rope)?,
+                scales,
+            )),
+            None => None,
+        };
+        for (i, block) in self.blocks.iter().enumerate() {
             xs = block.forward(&xs, context, &modulation, &rope)?;
+            if let Some((vace, hints, scales)) = &hints
+                && let Some(k) = vace.hint_after(i)
+            {
+                xs = (xs + (&hints[k] * scales[k])?)?;
+            }
         }
 
         let m = self

@@ -137,15 +137,20 @@ fn original_module(name: &str) -> Option<(String, Option<String>)> {
         "time_embedding.2" => return plain("condition_embedder.time_embedder.linear_2"),
         "time_projection.1" => return plain("condition_embedder.time_proj"),
         "head.head" => return plain("proj_out"),
+        "vace_patch_embedding" => return plain("vace_patch_embedding"),
         "head.modulation" => {
             return Some(("".into(), Some("scale_shift_table".into())));
         }
         _ => {}
     }
-    let rest = name.strip_prefix("blocks.")?;
+    // The VACE blocks (`vace_blocks.<i>`) are main blocks with input and output projections.
+    let (blocks, rest) = match name.strip_prefix("vace_blocks.") {
+        Some(rest) => ("vace_blocks", rest),
+        None => ("blocks", name.strip_prefix("blocks.")?),
+    };
     let (index, inner) = rest.split_once('.')?;
     index.parse::<usize>().ok()?;
-    let block = |s: &str| Some((format!("blocks.{index}.{s}"), None));
+    let block = |s: &str| Some((format!("{blocks}.{index}.{s}"), None));
     let attention = |inner: &str, attn: &str| {
         let target = match inner {
             "q" => "to_q",
@@ -161,16 +166,18 @@ fn original_module(name: &str) -> Option<(String, Option<String>)> {
             "norm_k_img" => "norm_added_k",
             _ => return None,
         };
-        Some((format!("blocks.{index}.{attn}.{target}"), None))
+        Some((format!("{blocks}.{index}.{attn}.{target}"), None))
     };
     match inner {
+        "before_proj" if blocks == "vace_blocks" => block("proj_in"),
+        "after_proj" if blocks == "vace_blocks" => block("proj_out"),
         "ffn.0" => block("ffn.net.0.proj"),
         "ffn.2" => block("ffn.net.2"),
         // The original norm3 (cross-attention) is diffusers' norm2.
         "norm3" => block("norm2"),
         "modulation" => Some((
-            format!("blocks.{index}"),
-            Some(format!("blocks.{index}.scale_shift_table")),
+            format!("{blocks}.{index}"),
+            Some(format!("{blocks}.{index}.scale_shift_table")),
         )),
         _ => {
             if let Some(a) = inner.strip_prefix("self_attn.") {
@@ -249,6 +256,23 @@ mod tests {
                 "diffusion_model.time_embedding.0.lora_up.weight",
                 "transformer.condition_embedder.time_embedder.linear_1.lora_B.weight",
             ),
+            // VACE: the original before_proj / after_proj are diffusers' proj_in / proj_out.
+            (
+                "diffusion_model.vace_blocks.0.before_proj.lora_down.weight",
+                "transformer.vace_blocks.0.proj_in.lora_A.weight",
+            ),
+            (
+                "diffusion_model.vace_blocks.1.after_proj.lora_up.weight",
+                "transformer.vace_blocks.1.proj_out.lora_B.weight",
+            ),
+            (
+                "diffusion_model.vace_blocks.1.cross_attn.o.lora_up.weight",
+                "transformer.vace_blocks.1.attn2.to_out.0.lora_B.weight",
+            ),
+            (
+                "diffusion_model.vace_patch_embedding.diff_b",
+                "transformer.vace_patch_embedding.lora_B.bias",
+            ),
         ];
         for (original, diffusers) in pairs {
             let (a, _) = target(original);
@@ -258,6 +282,14 @@ mod tests {
         assert_eq!(
             target("diffusion_model.blocks.2.modulation.diff"),
             ("blocks.2.scale_shift_table".into(), Part::Diff)
+        );
+        assert_eq!(
+            target("diffusion_model.vace_blocks.0.modulation.diff"),
+            ("vace_blocks.0.scale_shift_table".into(), Part::Diff)
+        );
+        assert_eq!(
+            target("diffusion_model.vace_blocks.0.ffn.0.lora_down.weight"),
+            ("vace_blocks.0.ffn.net.0.proj.weight".into(), Part::Down)
         );
         assert_eq!(
             target("diffusion_model.head.modulation.diff"),
