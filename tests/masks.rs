@@ -37,6 +37,8 @@ type SeenMasks = Arc<Mutex<Vec<(u64, Size, usize, Option<(Size, Vec<Vec<u8>>)>)>
 #[derive(Clone, Default)]
 struct Painter {
     colour: Option<[u8; 3]>,
+    /// A window that fails, for `on-error=passthrough`.
+    failing: Option<u64>,
     seen: SeenMasks,
 }
 
@@ -71,6 +73,9 @@ impl Backend for Painter {
                 None => None,
             };
             let k = request.window.index;
+            if this.failing == Some(k) {
+                return Err(BackendError::Model("painter failed".into()));
+            }
             this.seen
                 .lock()
                 .unwrap()
@@ -188,9 +193,12 @@ fn sample(
 
 /// Checks a planar 4:2:0 stream edited under [`half_mask`]: the right half is the input
 /// bit for bit, luma and chroma; the left half's luma is a mix of the painted greys.
-fn assert_left_half_edited(format: &str) {
-    let painter = Painter::default();
+///
+/// With a `failing` window passed through, its frames mix edits and originals on the
+/// left: only the right half is checked.
+fn assert_left_half_edited(format: &str, painter: Painter) {
     let e = painted_element(&painter, half_mask(format).to_str().unwrap());
+    e.set_property_from_str("on-error", "passthrough");
     let caps = video_caps(format, WIDTH as i32, HEIGHT as i32);
     let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
     let inputs: Vec<_> = (0..FRAMES).map(|n| noisy_frame(&info, n)).collect();
@@ -213,7 +221,7 @@ fn assert_left_half_edited(format: &str) {
                         got, input,
                         "{format} frame {n}: luma at {x},{y} is the input"
                     );
-                } else {
+                } else if painter.failing.is_none() {
                     assert!(
                         (low..=high).contains(&got),
                         "{format} frame {n}: luma {got} at {x},{y}"
@@ -239,12 +247,21 @@ fn assert_left_half_edited(format: &str) {
 
 #[test]
 fn a_mask_file_keeps_the_right_half_bit_exact_in_8_bits() {
-    assert_left_half_edited("I420");
+    assert_left_half_edited("I420", Painter::default());
 }
 
 #[test]
 fn a_mask_file_keeps_the_right_half_bit_exact_in_10_bits() {
-    assert_left_half_edited("I420_10LE");
+    assert_left_half_edited("I420_10LE", Painter::default());
+}
+
+#[test]
+fn a_window_passed_through_keeps_the_unmasked_half_bit_exact_across_its_seams() {
+    let painter = Painter {
+        failing: Some(1),
+        ..Default::default()
+    };
+    assert_left_half_edited("I420", painter);
 }
 
 #[test]

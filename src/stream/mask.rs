@@ -198,28 +198,19 @@ impl Lines {
     /// Unpacks line `y` of `frame` into `dest`.
     fn unpack<T>(&self, frame: &VideoFrameRef<T>, y: u32, dest: &mut [u8]) {
         assert!(y < frame.height() && dest.len() >= self.room);
-        let mut planes = [std::ptr::null::<u8>(); 4];
-        for (p, plane) in planes
-            .iter_mut()
-            .enumerate()
-            .take(frame.n_planes() as usize)
-        {
-            *plane = frame
-                .plane_data(p as u32)
-                .map_or(std::ptr::null(), <[u8]>::as_ptr);
-        }
         let info = Self::raw(&self.format);
         let unpack = info.unpack_func.expect("checked in new");
-        // SAFETY: `frame` is mapped with its planes and strides, `y` is one of its lines
-        // and `width` its width, so the format's function reads inside the planes; `dest`
-        // holds the line with room to spare (checked above).
+        let mapped = frame.as_ptr();
+        // SAFETY: `frame` is mapped, with its planes and strides in `mapped`; `y` is one of
+        // its lines and `width` its width, so the format's function reads inside the
+        // planes; `dest` holds the line with room to spare (checked above).
         unsafe {
             unpack(
                 info,
                 gst_video::ffi::GST_VIDEO_PACK_FLAG_TRUNCATE_RANGE,
                 dest.as_mut_ptr().cast(),
-                planes.as_ptr().cast(),
-                frame.plane_stride().as_ptr(),
+                (*mapped).data.as_ptr().cast(),
+                (*mapped).info.stride.as_ptr(),
                 0,
                 y as i32,
                 frame.width() as i32,
@@ -230,19 +221,10 @@ impl Lines {
     /// Packs `src` into line `y` of `frame`.
     fn pack(&self, src: &[u8], frame: &mut VideoFrameRef<&mut gst::BufferRef>, y: u32) {
         assert!(y < frame.height() && src.len() >= self.room);
-        let mut planes = [std::ptr::null_mut::<u8>(); 4];
-        for (p, plane) in planes
-            .iter_mut()
-            .enumerate()
-            .take(frame.n_planes() as usize)
-        {
-            *plane = frame
-                .plane_data_mut(p as u32)
-                .map_or(std::ptr::null_mut(), <[u8]>::as_mut_ptr);
-        }
         let info = Self::raw(&self.format);
         let pack = info.pack_func.expect("checked in new");
         let site = frame.info().chroma_site().into_glib();
+        let mapped = frame.as_mut_ptr();
         // SAFETY: as in `unpack`, with `frame` mapped writable; the function only reads
         // `src`, which holds the line.
         unsafe {
@@ -251,8 +233,8 @@ impl Lines {
                 gst_video::ffi::GST_VIDEO_PACK_FLAG_NONE,
                 src.as_ptr().cast_mut().cast(),
                 src.len() as i32,
-                planes.as_mut_ptr().cast(),
-                frame.plane_stride().as_ptr(),
+                (*mapped).data.as_mut_ptr(),
+                (*mapped).info.stride.as_ptr(),
                 site,
                 y as i32,
                 frame.width() as i32,
@@ -269,6 +251,8 @@ pub struct MaskCompositor {
     /// Samples are `depth`-bit values in the high bits of 16-bit words: the shift down.
     shift: u32,
     wide: bool,
+    /// Whether the format has alpha, which the input's must replace in every row.
+    alpha: bool,
     /// log2 of the chroma block's width and height.
     chroma_sub: (u32, u32),
     /// One chroma block's rows: the input's and the edit's unpacked lines, and the mask.
@@ -304,6 +288,7 @@ impl MaskCompositor {
             mask,
             shift: if wide { 16 - depth } else { 0 },
             wide,
+            alpha: finfo.has_alpha(),
             chroma_sub,
             input: (0..rows).map(|_| lines.line()).collect(),
             edit: (0..rows).map(|_| lines.line()).collect(),
@@ -331,8 +316,6 @@ impl MaskCompositor {
             for r in 0..block {
                 let y = top + r as u32;
                 self.lines.unpack(&src, y, &mut self.input[r]);
-                // The edit is read before its line is written back.
-                self.lines.unpack(&dst, y, &mut self.edit[r]);
                 match &self.mask {
                     FrameMask::Fixed { stream, .. } => {
                         let at = y as usize * width;
@@ -344,15 +327,36 @@ impl MaskCompositor {
                     FrameMask::Alpha => alpha_of::<U8>(&self.input[r], &mut self.masks[r]),
                 }
             }
-            self.chroma_mask(block);
+            // Rows wholly kept or wholly edited (most of them, for a lower third or a
+            // logo) skip the mixing: kept rows are the input packed again, and edited
+            // rows of a format without alpha are the edit as it stands.
+            let rows_all = |v: u8| {
+                self.masks[..block]
+                    .iter()
+                    .all(|m| m.iter().all(|&x| x == v))
+            };
+            if !self.alpha && rows_all(255) {
+                continue;
+            }
+            let kept = rows_all(0);
+            if !kept {
+                self.chroma_mask(block);
+            }
             for r in 0..block {
+                let y = top + r as u32;
+                if kept {
+                    self.lines.pack(&self.input[r], &mut dst, y);
+                    continue;
+                }
+                // The edit is read before its line is written back.
+                self.lines.unpack(&dst, y, &mut self.edit[r]);
                 let (edit, input) = (&mut self.edit[r], &self.input[r]);
                 let (m, mc) = (&self.masks[r], &self.chroma);
                 match self.wide {
                     true => compose_line::<U16>(edit, input, m, mc, self.shift),
                     false => compose_line::<U8>(edit, input, m, mc, 0),
                 }
-                self.lines.pack(edit, &mut dst, top + r as u32);
+                self.lines.pack(edit, &mut dst, y);
             }
         }
         Ok(())
@@ -450,6 +454,7 @@ mod tests {
     }
 
     fn info(format: VideoFormat) -> VideoInfo {
+        gst::init().unwrap();
         // Odd height, and a width that is no multiple of v210's six pixels.
         VideoInfo::builder(format, 28, 9).build().unwrap()
     }
@@ -477,6 +482,7 @@ mod tests {
 
     #[test]
     fn the_element_takes_formats_with_alpha() {
+        gst::init().unwrap();
         for format in [VideoFormat::Ayuv, VideoFormat::A420, VideoFormat::Rgba] {
             assert!(formats().contains(&format), "{format:?}");
             assert!(has_alpha(format));

@@ -25,6 +25,16 @@
  * - `auto` (the default): `candle` for a model directory, else the first provider whose
  *   key is in the environment.
  *
+ * `mask` confines the edit to a region: `alpha` takes it from the input's alpha channel
+ * (RGBA, BGRA, ARGB, ABGR, AYUV, A420: a matte from a chroma key or a segmentation
+ * element upstream), a path takes one image for the whole stream, its luma stretched to
+ * the frame (a lower third, a logo area). Whatever the backend, each output frame is
+ * `m * edit + (1 - m) * input` in the stream's own format and depth: where the mask is 0
+ * the output is the input bit for bit, across window seams too, and alpha passes
+ * through. The mask also goes to the backend, so that a VACE model regenerates only the
+ * region. A missing or unreadable file fails at READY->PAUSED, and `mask=alpha` refuses
+ * caps without alpha.
+ *
  * A window that fails is submitted again `window-retries` times where the failure may
  * pass; then `on-error` decides: stop with an error, or pass the original frames through
  * with a warning. Each window's progress is posted on the bus as a `wanedit-window`

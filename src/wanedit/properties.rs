@@ -159,7 +159,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
                  0 keeps the input; RGBA, BGRA, ARGB, ABGR, AYUV or A420 input), or the path \
                  of a PNG or JPEG whose luma, stretched to the frame, does the same (white \
                  edits). Elsewhere the output is the input bit for bit, alpha kept; a VACE \
-                 model is given the mask too (unset or none: the whole frame is edited)",
+                 model is given the mask too (unset: none, the whole frame is edited)",
             )
             .default_value(Some("none"))
             .flags(ready)
