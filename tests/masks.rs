@@ -428,18 +428,23 @@ fn a_hosted_backend_keeps_the_unmasked_half_bit_exact() {
     }
 }
 
+/// The error posted on `bus`.
+fn error_of(bus: &gst::Bus) -> String {
+    std::iter::from_fn(|| bus.pop())
+        .find_map(|m| match m.view() {
+            gst::MessageView::Error(err) => Some(err.error().to_string()),
+            _ => None,
+        })
+        .expect("an error on the bus")
+}
+
 /// READY->PAUSED fails, and the error on the bus says `needle`.
 fn refused_at_start(mask: &str, needle: &str) {
     let e = painted_element(&Painter::default(), mask);
     let bus = gst::Bus::new();
     e.set_bus(Some(&bus));
     assert!(e.set_state(gst::State::Paused).is_err());
-    let error = std::iter::from_fn(|| bus.pop())
-        .find_map(|m| match m.view() {
-            gst::MessageView::Error(err) => Some(err.error().to_string()),
-            _ => None,
-        })
-        .expect("an error on the bus");
+    let error = error_of(&bus);
     assert!(error.contains("mask") && error.contains(needle), "{error}");
     e.set_state(gst::State::Null).unwrap();
 }
@@ -471,12 +476,7 @@ fn alpha_on_caps_without_alpha_is_a_clear_error() {
         h.push(noisy_frame(&info, 0)).is_err(),
         "no frame is taken without caps"
     );
-    let error = std::iter::from_fn(|| bus.pop())
-        .find_map(|m| match m.view() {
-            gst::MessageView::Error(err) => Some(err.error().to_string()),
-            _ => None,
-        })
-        .expect("an error on the bus");
+    let error = error_of(&bus);
     assert!(
         error.contains("mask=alpha")
             && error.contains("RGBA, BGRA, ARGB, ABGR, AYUV or A420")
