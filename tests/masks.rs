@@ -371,6 +371,56 @@ fn alpha_from_an_rgba_stream_chooses_the_region() {
 }
 
 #[test]
+fn alpha_from_an_a420_matte_keeps_its_unmatted_half_and_the_matte() {
+    let painter = Painter {
+        colour: Some([128; 3]),
+        ..Default::default()
+    };
+    let e = painted_element(&painter, "alpha");
+    let caps = video_caps("A420", WIDTH as i32, HEIGHT as i32);
+    let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    // Noise, with a matte of the left half (the alpha plane is the fourth).
+    let inputs: Vec<_> = (0..12)
+        .map(|n| {
+            let mut frame = noisy_frame(&info, n);
+            {
+                let mut map = frame.get_mut().unwrap().map_writable().unwrap();
+                for y in 0..h {
+                    let at = info.offset()[3] + y * info.stride()[3] as usize;
+                    for x in 0..w {
+                        map[at + x] = if x < w / 2 { 255 } else { 0 };
+                    }
+                }
+            }
+            frame
+        })
+        .collect();
+    let out = edited(&e, caps, &inputs);
+    let grey_luma = 16 + 128 * 219 / 255;
+    for (n, (o, i)) in out.iter().zip(&inputs).enumerate() {
+        for y in 0..h {
+            for x in 0..w {
+                let alpha = sample(&info, i, 3, x, y);
+                assert_eq!(sample(&info, o, 3, x, y), alpha, "frame {n}: alpha kept");
+                let (got, input) = (sample(&info, o, 0, x, y), sample(&info, i, 0, x, y));
+                match x < w / 2 {
+                    true => assert!(got.abs_diff(grey_luma) <= 1, "frame {n}: {got} at {x},{y}"),
+                    false => assert_eq!(got, input, "frame {n}: luma at {x},{y} kept"),
+                }
+            }
+        }
+        for plane in 1..3 {
+            for y in 0..h / 2 {
+                for x in w / 4..w / 2 {
+                    assert_eq!(sample(&info, o, plane, x, y), sample(&info, i, plane, x, y));
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn a_hosted_backend_keeps_the_unmasked_half_bit_exact() {
     init();
     let mock = hosted::Mock::start(hosted::Kind::Cog);
