@@ -83,72 +83,51 @@ fn mix(input: u32, edit: u32, m: u32) -> u32 {
     (m * edit + (255 - m) * input + 127) / 255
 }
 
-/// A sample of GStreamer's unpack formats: a byte (AYUV, ARGB) or a native-endian 16-bit
-/// word (AYUV64, ARGB64).
-trait Unpacked {
-    const BYTES: usize;
-    fn read(bytes: &[u8]) -> u32;
-    fn write(bytes: &mut [u8], value: u32);
-}
-
-struct U8;
-struct U16;
-
-impl Unpacked for U8 {
-    const BYTES: usize = 1;
-    #[inline(always)]
-    fn read(bytes: &[u8]) -> u32 {
-        bytes[0].into()
-    }
-    #[inline(always)]
-    fn write(bytes: &mut [u8], value: u32) {
-        bytes[0] = value as u8;
+/// The weight of each sample of an unpacked line: 0 for alpha (the input's is kept), `m`
+/// for the first component, `mc` for the two others (chroma, or G and B).
+fn sample_weights(weights: &mut [u8], m: &[u8], mc: &[u8]) {
+    for (w, (&m, &mc)) in weights.chunks_exact_mut(4).zip(m.iter().zip(mc)) {
+        w.copy_from_slice(&[0, m, mc, mc]);
     }
 }
 
-impl Unpacked for U16 {
-    const BYTES: usize = 2;
-    #[inline(always)]
-    fn read(bytes: &[u8]) -> u32 {
-        u16::from_ne_bytes([bytes[0], bytes[1]]).into()
-    }
-    #[inline(always)]
-    fn write(bytes: &mut [u8], value: u32) {
-        bytes[..2].copy_from_slice(&(value as u16).to_ne_bytes());
-    }
-}
-
-/// Composes one unpacked line into `edit`: its alpha becomes the input's, its first
-/// component is mixed with `m`, the two others (chroma, or G and B) with `mc`. Samples
-/// are `depth`-bit values in the high bits of their word (unpacked with
-/// `TRUNCATE_RANGE`), mixed at that depth so that the packed result is the mix of the
-/// stream's own samples.
-fn compose_line<S: Unpacked>(edit: &mut [u8], input: &[u8], m: &[u8], mc: &[u8], shift: u32) {
-    let pixel = 4 * S::BYTES;
-    let pixels = edit
-        .chunks_exact_mut(pixel)
-        .zip(input.chunks_exact(pixel))
-        .zip(m.iter().zip(mc));
-    for ((e, i), (&m, &mc)) in pixels {
-        e[..S::BYTES].copy_from_slice(&i[..S::BYTES]);
-        for c in 1..4 {
-            let at = c * S::BYTES;
-            let weight = if c == 1 { m } else { mc };
-            let mixed = mix(
-                S::read(&i[at..]) >> shift,
-                S::read(&e[at..]) >> shift,
-                weight.into(),
-            );
-            S::write(&mut e[at..], mixed << shift);
-        }
+/// Composes one unpacked line of 8-bit samples into `edit`, sample by sample.
+///
+/// In 16-bit lanes, so that the loop vectorises wide: `m * e + (255 - m) * i + 127` is
+/// at most 65152, and below 65535 `x / 255` is `(x + 1 + (x >> 8)) >> 8`.
+fn compose_u8(edit: &mut [u8], input: &[u8], weights: &[u8]) {
+    for ((e, &i), &m) in edit.iter_mut().zip(input).zip(weights) {
+        let (e16, i16, m16) = (u16::from(*e), u16::from(i), u16::from(m));
+        let x = m16 * e16 + (255 - m16) * i16 + 127;
+        *e = ((x + 1 + (x >> 8)) >> 8) as u8;
     }
 }
 
-/// The alpha of an unpacked line, in 8 bits.
-fn alpha_of<S: Unpacked>(line: &[u8], out: &mut [u8]) {
-    let shift = 8 * (S::BYTES as u32 - 1);
-    for (o, p) in out.iter_mut().zip(line.chunks_exact(4 * S::BYTES)) {
-        *o = (S::read(p) >> shift) as u8;
+/// Composes one unpacked line of native-endian 16-bit words into `edit`. Samples are
+/// `depth`-bit values in the high bits of their word (unpacked with `TRUNCATE_RANGE`),
+/// mixed at that depth so that the packed result is the mix of the stream's own samples.
+fn compose_u16(edit: &mut [u8], input: &[u8], weights: &[u8], shift: u32) {
+    let (edit, _) = edit.as_chunks_mut::<2>();
+    let (input, _) = input.as_chunks::<2>();
+    for ((e, i), &m) in edit.iter_mut().zip(input).zip(weights) {
+        let (ev, iv) = (
+            u16::from_ne_bytes(*e) >> shift,
+            u16::from_ne_bytes(*i) >> shift,
+        );
+        let mixed = mix(iv.into(), ev.into(), m.into()) << shift;
+        *e = (mixed as u16).to_ne_bytes();
+    }
+}
+
+/// The alpha of an unpacked line (AYUV/ARGB, or their 64-bit forms where `wide`), in
+/// 8 bits.
+fn alpha_of(line: &[u8], wide: bool, out: &mut [u8]) {
+    let pixel = if wide { 8 } else { 4 };
+    for (o, p) in out.iter_mut().zip(line.chunks_exact(pixel)) {
+        *o = match wide {
+            true => (u16::from_ne_bytes([p[0], p[1]]) >> 8) as u8,
+            false => p[0],
+        };
     }
 }
 
@@ -261,6 +240,8 @@ pub struct MaskCompositor {
     masks: Vec<Vec<u8>>,
     /// The smallest mask over each pixel's chroma block.
     chroma: Vec<u8>,
+    /// The weight of each sample of a line (see [`sample_weights`]).
+    weights: Vec<u8>,
 }
 
 impl MaskCompositor {
@@ -294,6 +275,7 @@ impl MaskCompositor {
             edit: (0..rows).map(|_| lines.line()).collect(),
             masks: vec![vec![0; width]; rows],
             chroma: vec![0; width],
+            weights: vec![0; 4 * width],
             lines,
         })
     }
@@ -321,10 +303,7 @@ impl MaskCompositor {
                         let at = y as usize * width;
                         self.masks[r].copy_from_slice(&stream[at..at + width]);
                     }
-                    FrameMask::Alpha if self.wide => {
-                        alpha_of::<U16>(&self.input[r], &mut self.masks[r])
-                    }
-                    FrameMask::Alpha => alpha_of::<U8>(&self.input[r], &mut self.masks[r]),
+                    FrameMask::Alpha => alpha_of(&self.input[r], self.wide, &mut self.masks[r]),
                 }
             }
             // Rows wholly kept or wholly edited (most of them, for a lower third or a
@@ -351,10 +330,12 @@ impl MaskCompositor {
                 // The edit is read before its line is written back.
                 self.lines.unpack(&dst, y, &mut self.edit[r]);
                 let (edit, input) = (&mut self.edit[r], &self.input[r]);
-                let (m, mc) = (&self.masks[r], &self.chroma);
+                sample_weights(&mut self.weights, &self.masks[r], &self.chroma);
+                let samples = 4 * width * if self.wide { 2 } else { 1 };
+                let (edit_line, input_line) = (&mut edit[..samples], &input[..samples]);
                 match self.wide {
-                    true => compose_line::<U16>(edit, input, m, mc, self.shift),
-                    false => compose_line::<U8>(edit, input, m, mc, 0),
+                    true => compose_u16(edit_line, input_line, &self.weights, self.shift),
+                    false => compose_u8(edit_line, input_line, &self.weights),
                 }
                 self.lines.pack(edit, &mut dst, y);
             }
@@ -391,10 +372,7 @@ impl MaskCompositor {
                 let mut alpha = vec![0; width as usize * height as usize];
                 for (y, out) in (0..height).zip(alpha.chunks_exact_mut(width as usize)) {
                     self.lines.unpack(&src, y, &mut self.input[0]);
-                    match self.wide {
-                        true => alpha_of::<U16>(&self.input[0], out),
-                        false => alpha_of::<U8>(&self.input[0], out),
-                    }
+                    alpha_of(&self.input[0], self.wide, out);
                 }
                 alpha
             }
