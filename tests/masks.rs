@@ -318,12 +318,24 @@ fn alpha(x: usize, y: usize, n: u64) -> u8 {
 
 #[test]
 fn alpha_from_an_rgba_stream_chooses_the_region() {
+    alpha_chooses_the_region(false);
+}
+
+/// A chroma key's matte the other way round: the keyed-out background (alpha 0) edited,
+/// the subject (alpha 255) kept bit for bit.
+#[test]
+fn mask_invert_edits_where_alpha_is_0() {
+    alpha_chooses_the_region(true);
+}
+
+fn alpha_chooses_the_region(invert: bool) {
     let colour = [200, 30, 120];
     let painter = Painter {
         colour: Some(colour),
         ..Default::default()
     };
     let e = painted_element(&painter, "alpha");
+    e.set_property("mask-invert", invert);
     let caps = video_caps("RGBA", WIDTH as i32, HEIGHT as i32);
     let inputs: Vec<_> = (0..FRAMES)
         .map(|n| {
@@ -344,11 +356,12 @@ fn alpha_from_an_rgba_stream_chooses_the_region() {
         for (p, (op, ip)) in o.chunks_exact(4).zip(i.chunks_exact(4)).enumerate() {
             let a = ip[3];
             assert_eq!(op[3], a, "frame {n} pixel {p}: alpha passes through");
+            let m = if invert { 255 - a } else { a };
             for c in 0..3 {
-                let want = (f64::from(a) * f64::from(colour[c])
-                    + f64::from(255 - a) * f64::from(ip[c]))
+                let want = (f64::from(m) * f64::from(colour[c])
+                    + f64::from(255 - m) * f64::from(ip[c]))
                     / 255.0;
-                match a {
+                match m {
                     0 => assert_eq!(op[c], ip[c], "frame {n} pixel {p}: kept bit for bit"),
                     255 => assert_eq!(op[c], colour[c], "frame {n} pixel {p}: edited"),
                     _ => assert!(
@@ -366,7 +379,8 @@ fn alpha_from_an_rgba_stream_chooses_the_region() {
     let (size, masks) = masks.as_ref().unwrap();
     assert_eq!((*k, *size), (0, Size::new(WIDTH, HEIGHT)));
     for (n, mask) in masks.iter().enumerate() {
-        assert_eq!(mask[5], alpha(5, 0, n as u64), "frame {n}");
+        let a = alpha(5, 0, n as u64);
+        assert_eq!(mask[5], if invert { 255 - a } else { a }, "frame {n}");
     }
 }
 

@@ -42,8 +42,8 @@ pub const ALPHA_FORMATS: &str = "RGBA, BGRA, ARGB, ABGR, AYUV or A420";
 /// that a bad file fails there), to be fitted to each caps.
 #[derive(Debug, Clone)]
 pub enum StreamMask {
-    Alpha,
-    Still(Arc<Still>),
+    Alpha { invert: bool },
+    Still { still: Arc<Still>, invert: bool },
 }
 
 impl StreamMask {
@@ -51,12 +51,23 @@ impl StreamMask {
     /// both sizes once, here, rather than per frame.
     pub fn for_caps(&self, info: &VideoInfo, send: Size) -> Result<FrameMask, MaskError> {
         match self {
-            StreamMask::Alpha if has_alpha(info.format()) => Ok(FrameMask::Alpha),
-            StreamMask::Alpha => Err(MaskError::NoAlpha(info.format())),
-            StreamMask::Still(still) => Ok(FrameMask::Fixed {
-                stream: still.mask(Size::new(info.width(), info.height())).into(),
-                sent: still.mask(send).into(),
-            }),
+            StreamMask::Alpha { invert } if has_alpha(info.format()) => {
+                Ok(FrameMask::Alpha { invert: *invert })
+            }
+            StreamMask::Alpha { .. } => Err(MaskError::NoAlpha(info.format())),
+            StreamMask::Still { still, invert } => {
+                let fitted = |size| {
+                    let mut mask = still.mask(size);
+                    if *invert {
+                        mask.iter_mut().for_each(|m| *m = 255 - *m);
+                    }
+                    mask.into()
+                };
+                Ok(FrameMask::Fixed {
+                    stream: fitted(Size::new(info.width(), info.height())),
+                    sent: fitted(send),
+                })
+            }
         }
     }
 }
@@ -64,8 +75,8 @@ impl StreamMask {
 /// Where the mask of each frame of one caps comes from.
 #[derive(Debug, Clone)]
 pub enum FrameMask {
-    /// Each input frame's alpha channel.
-    Alpha,
+    /// Each input frame's alpha channel (`255 - alpha` where inverted).
+    Alpha { invert: bool },
     /// One mask for every frame (a file), one byte a pixel: at the stream's size for
     /// composing, at the size windows are sent at for the backend.
     Fixed { stream: Arc<[u8]>, sent: Arc<[u8]> },
@@ -120,14 +131,16 @@ fn compose_u16(edit: &mut [u8], input: &[u8], weights: &[u8], shift: u32) {
 }
 
 /// The alpha of an unpacked line (AYUV/ARGB, or their 64-bit forms where `wide`), in
-/// 8 bits.
-fn alpha_of(line: &[u8], wide: bool, out: &mut [u8]) {
+/// 8 bits, or `255 - alpha` where `invert`.
+fn alpha_of(line: &[u8], wide: bool, invert: bool, out: &mut [u8]) {
     let pixel = if wide { 8 } else { 4 };
+    let flip = if invert { 255 } else { 0 };
     for (o, p) in out.iter_mut().zip(line.chunks_exact(pixel)) {
-        *o = match wide {
+        let alpha = match wide {
             true => (u16::from_ne_bytes([p[0], p[1]]) >> 8) as u8,
             false => p[0],
         };
+        *o = alpha ^ flip;
     }
 }
 
@@ -303,7 +316,9 @@ impl MaskCompositor {
                         let at = y as usize * width;
                         self.masks[r].copy_from_slice(&stream[at..at + width]);
                     }
-                    FrameMask::Alpha => alpha_of(&self.input[r], self.wide, &mut self.masks[r]),
+                    FrameMask::Alpha { invert } => {
+                        alpha_of(&self.input[r], self.wide, *invert, &mut self.masks[r])
+                    }
                 }
             }
             // Rows wholly kept or wholly edited (most of them, for a lower third or a
@@ -366,13 +381,14 @@ impl MaskCompositor {
         let (width, height) = (self.info.width(), self.info.height());
         let stream = match &self.mask {
             FrameMask::Fixed { sent, .. } => return Ok(sent.to_vec()),
-            FrameMask::Alpha => {
+            FrameMask::Alpha { invert } => {
+                let invert = *invert;
                 let src = VideoFrameRef::from_buffer_ref_readable(input, &self.info)
                     .map_err(MaskError::Map)?;
                 let mut alpha = vec![0; width as usize * height as usize];
                 for (y, out) in (0..height).zip(alpha.chunks_exact_mut(width as usize)) {
                     self.lines.unpack(&src, y, &mut self.input[0]);
-                    alpha_of(&self.input[0], self.wide, out);
+                    alpha_of(&self.input[0], self.wide, invert, out);
                 }
                 alpha
             }
@@ -558,7 +574,8 @@ mod tests {
         let input = random_frame(&info, 7);
         let edit = random_frame(&info, 8);
         let mut out = edit.copy_deep().unwrap();
-        let mut compositor = MaskCompositor::new(&info, FrameMask::Alpha).unwrap();
+        let mut compositor =
+            MaskCompositor::new(&info, FrameMask::Alpha { invert: false }).unwrap();
         compositor.composite(out.make_mut(), &input).unwrap();
         let (o, i, e) = (bytes(&out), bytes(&input), bytes(&edit));
         for p in (0..o.len()).step_by(4) {
@@ -584,7 +601,7 @@ mod tests {
     #[test]
     fn alpha_needs_a_format_with_alpha() {
         let i420 = info(VideoFormat::I420);
-        let error = StreamMask::Alpha
+        let error = StreamMask::Alpha { invert: false }
             .for_caps(&i420, Size::new(8, 8))
             .unwrap_err()
             .to_string();

@@ -20,7 +20,7 @@ impl WanEdit {
         let settings = self.settings.lock().unwrap().clone();
         settings.validate()?;
         // Read before the backend is made or loaded: a bad file fails at once.
-        *self.mask.lock().unwrap() = open_mask(&settings.mask)?;
+        *self.mask.lock().unwrap() = open_mask(&settings.mask, settings.mask_invert)?;
         let backend = match (
             settings.backend,
             self.custom_backend.lock().unwrap().clone(),
@@ -192,15 +192,16 @@ fn check_stills(
 const VACE_CAN: &str = "backend=candle with a VACE model (a WanVACEPipeline directory) can";
 
 /// The `mask` property made ready: a file is read and decoded.
-fn open_mask(mask: &Mask) -> Result<Option<StreamMask>, ConfigError> {
+fn open_mask(mask: &Mask, invert: bool) -> Result<Option<StreamMask>, ConfigError> {
     Ok(match mask {
         Mask::None => None,
-        Mask::Alpha => Some(StreamMask::Alpha),
-        Mask::File(path) => Some(StreamMask::Still(Arc::new(Still::open(path).map_err(
-            |e| ConfigError::Invalid {
+        Mask::Alpha => Some(StreamMask::Alpha { invert }),
+        Mask::File(path) => Some(StreamMask::Still {
+            still: Arc::new(Still::open(path).map_err(|e| ConfigError::Invalid {
                 property: "mask",
                 why: format!("{e}; name a PNG or JPEG file, or set mask to none or alpha"),
-            },
-        )?))),
+            })?),
+            invert,
+        }),
     })
 }

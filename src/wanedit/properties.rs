@@ -164,6 +164,14 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(Some("none"))
             .flags(ready)
             .build(),
+        glib::ParamSpecBoolean::builder("mask-invert")
+            .blurb(
+                "Swap what the mask says: 0 (black, transparent) edits and 255 keeps; for a \
+                 chroma key, whose keyed-out background is then edited and the subject kept",
+            )
+            .default_value(false)
+            .flags(ready)
+            .build(),
         glib::ParamSpecUInt::builder("max-in-flight")
             .blurb(
                 "Windows edited at once, capped by what the backend can run (cog: one per \
@@ -281,6 +289,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "reference-image" => s.reference_images = path_list(value),
         "first-frame" => s.first_frame = optional_string(value).map(PathBuf::from),
         "mask" => s.mask = Mask::parse(optional_string(value).as_deref()),
+        "mask-invert" => s.mask_invert = typed(value),
         "max-in-flight" => s.max_in_flight = typed(value),
         "job-timeout" => s.job_timeout_s = typed(value),
         "window-retries" => s.window_retries = typed(value),
@@ -350,6 +359,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
             .map(|p| p.display().to_string())
             .to_value(),
         "mask" => s.mask.to_property().to_value(),
+        "mask-invert" => s.mask_invert.to_value(),
         "max-in-flight" => s.max_in_flight.to_value(),
         "job-timeout" => s.job_timeout_s.to_value(),
         "window-retries" => s.window_retries.to_value(),

@@ -113,6 +113,8 @@ pub struct Settings {
     pub first_frame: Option<PathBuf>,
     /// `mask`: where the edit applies.
     pub mask: Mask,
+    /// `mask-invert`: 0 edits and 255 keeps.
+    pub mask_invert: bool,
     pub max_in_flight: u32,
     pub job_timeout_s: u32,
     /// Further attempts at a window whose failure may pass.
@@ -147,6 +149,7 @@ impl Default for Settings {
             reference_images: Vec::new(),
             first_frame: None,
             mask: Mask::None,
+            mask_invert: false,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             job_timeout_s: DEFAULT_JOB_TIMEOUT_S,
             window_retries: DEFAULT_WINDOW_RETRIES,
