@@ -6,16 +6,6 @@ use gst::prelude::*;
 use gst_video::prelude::*;
 use support::*;
 
-/// The error posted on `bus`.
-fn error_of(bus: &gst::Bus) -> String {
-    std::iter::from_fn(|| bus.pop())
-        .find_map(|m| match m.view() {
-            gst::MessageView::Error(err) => Some(err.error().to_string()),
-            _ => None,
-        })
-        .expect("an error on the bus")
-}
-
 #[test]
 fn interlaced_caps_are_refused_with_a_pointer_to_deinterlace() {
     for mode in ["interleaved", "mixed", "alternate"] {

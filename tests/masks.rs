@@ -16,7 +16,7 @@ use gstwanedit::backend::{
     Backend, BackendError, Capabilities, EditRequest, EditedClip, FrameCounts, InputFormat,
     Resolution, RgbFrame, Size,
 };
-use support::{FRAME_NS, harness, init, pull_all, video_caps};
+use support::{FRAME_NS, error_of, harness, init, pull_all, video_caps};
 
 const WIDTH: u32 = 64;
 const HEIGHT: u32 = 48;
@@ -490,16 +490,6 @@ fn a_hosted_backend_keeps_the_unmasked_half_bit_exact() {
             }
         }
     }
-}
-
-/// The error posted on `bus`.
-fn error_of(bus: &gst::Bus) -> String {
-    std::iter::from_fn(|| bus.pop())
-        .find_map(|m| match m.view() {
-            gst::MessageView::Error(err) => Some(err.error().to_string()),
-            _ => None,
-        })
-        .expect("an error on the bus")
 }
 
 /// READY->PAUSED fails, and the error on the bus says `needle`.

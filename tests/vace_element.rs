@@ -65,32 +65,20 @@ fn caps(format: &str) -> gst::Caps {
 /// `count` frames of a moving ball in `format`, stamped as a 16 fps stream.
 fn source(format: &str, count: u32) -> Vec<gst::Buffer> {
     support::init();
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers={count} pattern=ball ! capsfilter name=caps ! appsink name=sink sync=false"
+    let frames: Vec<gst::Buffer> = files::samples(&format!(
+        "videotestsrc num-buffers={count} pattern=ball ! {} ! appsink name=sink sync=false",
+        caps(format)
     ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline
-        .by_name("caps")
-        .unwrap()
-        .set_property("caps", caps(format));
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut frames = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
+    .iter()
+    .zip(0u64..)
+    .map(|(sample, n)| {
         let mut buffer = sample.buffer().unwrap().copy();
-        let n = frames.len() as u64;
         let b = buffer.get_mut().unwrap();
         b.set_pts(gst::ClockTime::from_nseconds(n * FRAME_NS));
         b.set_duration(gst::ClockTime::from_nseconds(FRAME_NS));
-        frames.push(buffer);
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
+        buffer
+    })
+    .collect();
     assert_eq!(frames.len(), count as usize);
     frames
 }

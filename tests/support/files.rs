@@ -52,7 +52,7 @@ pub fn run_ok(command: &mut Command) -> String {
 
 /// Plays `description` (a pipeline that ends in `appsink name=sink`) to its end: the
 /// samples it got.
-fn samples(description: &str) -> Vec<gst::Sample> {
+pub fn samples(description: &str) -> Vec<gst::Sample> {
     gst::init().unwrap();
     let pipeline = gst::parse::launch(description)
         .unwrap()

@@ -248,3 +248,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The error posted on `bus`.
+pub fn error_of(bus: &gst::Bus) -> String {
+    std::iter::from_fn(|| bus.pop())
+        .find_map(|m| match m.view() {
+            gst::MessageView::Error(err) => Some(err.error().to_string()),
+            _ => None,
+        })
+        .expect("an error on the bus")
+}
