@@ -14,7 +14,7 @@ $sudo apt-get install -y -qq --no-install-recommends \
     gstreamer1.0-plugins-base-apps \
     libges-1.0-dev ges1.0-tools python3-gi gir1.2-gstreamer-1.0 \
     libssl-dev \
-    python3 python3-pip >/dev/null
+    python3 python3-pip python3-venv >/dev/null
 if ! command -v cargo >/dev/null; then
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
     # shellcheck source=/dev/null
