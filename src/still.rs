@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
-use image::{ImageReader, Limits, Rgb, RgbImage};
+use image::{GrayImage, ImageReader, Limits, Rgb, RgbImage};
 
 use crate::frame::{RgbFrame, Size};
 
@@ -127,11 +127,10 @@ impl Still {
     /// The picture's luma stretched to `size`, one byte a pixel, rows unpadded: as a
     /// mask, 255 (white) edits fully and 0 (black) keeps the input.
     pub fn mask(&self, size: Size) -> Vec<u8> {
-        let gray = image::DynamicImage::ImageRgb8(self.rgb.clone()).into_luma8();
-        if gray.dimensions() == (size.width, size.height) {
-            return gray.into_raw();
-        }
-        imageops::resize(&gray, size.width, size.height, FilterType::Triangle).into_raw()
+        stretch_mask(
+            image::DynamicImage::ImageRgb8(self.rgb.clone()).into_luma8(),
+            size,
+        )
     }
 
     fn resized(&self, size: Size) -> RgbImage {
@@ -141,6 +140,15 @@ impl Still {
             imageops::resize(&self.rgb, size.width, size.height, FilterType::Triangle)
         }
     }
+}
+
+/// A one-byte-a-pixel mask stretched to `size` (rows unpadded): a mask file and an
+/// input's alpha channel go to the backend's size through this one filter.
+pub fn stretch_mask(mask: GrayImage, size: Size) -> Vec<u8> {
+    if mask.dimensions() == (size.width, size.height) {
+        return mask.into_raw();
+    }
+    imageops::resize(&mask, size.width, size.height, FilterType::Triangle).into_raw()
 }
 
 fn frame(rgb: RgbImage) -> RgbFrame {

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use gst::glib::translate::{IntoGlib, ToGlibPtr};
 use gst_video::prelude::*;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo};
+use image::GrayImage;
 
 use crate::frame::Size;
-use crate::still::Still;
+use crate::still::{self, Still};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
@@ -385,7 +386,7 @@ impl MaskCompositor {
                 let invert = *invert;
                 let src = VideoFrameRef::from_buffer_ref_readable(input, &self.info)
                     .map_err(MaskError::Map)?;
-                let mut alpha = vec![0; width as usize * height as usize];
+                let mut alpha = GrayImage::new(width, height);
                 for (y, out) in (0..height).zip(alpha.chunks_exact_mut(width as usize)) {
                     self.lines.unpack(&src, y, &mut self.input[0]);
                     alpha_of(&self.input[0], self.wide, invert, out);
@@ -393,25 +394,8 @@ impl MaskCompositor {
                 alpha
             }
         };
-        Ok(resized(stream, Size::new(width, height), size))
+        Ok(still::stretch_mask(stream, size))
     }
-}
-
-/// A one-byte-a-pixel mask of `from` stretched to `to`, filtered as
-/// [`crate::still::Still::mask`] stretches a mask file.
-pub fn resized(mask: Vec<u8>, from: Size, to: Size) -> Vec<u8> {
-    if from == to {
-        return mask;
-    }
-    let gray = image::GrayImage::from_raw(from.width, from.height, mask)
-        .expect("a mask holds one byte per pixel");
-    image::imageops::resize(
-        &gray,
-        to.width,
-        to.height,
-        image::imageops::FilterType::Triangle,
-    )
-    .into_raw()
 }
 
 #[cfg(test)]
