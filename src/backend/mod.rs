@@ -231,6 +231,8 @@ pub struct BackendConfig {
     pub job_timeout: Duration,
     pub params: EditParams,
     pub candle: candle::CandleSettings,
+    /// Resolves the names of a Cog fleet's endpoints; `None`: the system's resolver.
+    pub resolver: Option<Arc<dyn hosted::Resolve>>,
 }
 
 // Keeps the key and the endpoint's password out of any Debug output (logs, panics, error
@@ -250,6 +252,10 @@ impl std::fmt::Debug for BackendConfig {
             .field("job_timeout", &self.job_timeout)
             .field("params", &self.params)
             .field("candle", &self.candle)
+            .field(
+                "resolver",
+                &self.resolver.as_ref().map(|_| "set by the application"),
+            )
             .finish()
     }
 }

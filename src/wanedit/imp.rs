@@ -18,6 +18,7 @@ use gst_video::prelude::*;
 use super::properties;
 use super::settings::Settings;
 use super::state::{Run, State};
+use crate::backend::hosted::Resolve;
 use crate::backend::{Backend, BackendConfig, BackendKind, Size};
 use crate::stream::blend::Samples;
 use crate::stream::geometry::choose_size;
@@ -69,6 +70,10 @@ impl WanEdit {
     pub fn set_backend(&self, backend: Arc<dyn Backend>) {
         *self.custom_backend.lock().unwrap() = Some(backend);
         self.settings.lock().unwrap().backend = BackendKind::Custom;
+    }
+
+    pub fn set_resolver(&self, resolver: Arc<dyn Resolve>) {
+        self.settings.lock().unwrap().resolver = Some(resolver);
     }
 
     pub(super) fn post(&self, messages: Vec<gst::Message>) {

@@ -76,6 +76,7 @@ use gst::subclass::prelude::*;
 use gst_video::VideoFormat;
 
 use crate::backend::Backend;
+use crate::backend::hosted::Resolve;
 
 mod imp;
 mod job;
@@ -143,6 +144,13 @@ impl WanEdit {
     /// Like [`WanEdit::set_backend`], for a backend already shared.
     pub fn set_shared_backend(&self, backend: Arc<dyn Backend>) {
         self.imp().set_backend(backend);
+    }
+
+    /// Makes `backend=cog` resolve the names in `endpoint` with `resolver` rather than the
+    /// system's (a test's, or an application's own service discovery). Call it before the
+    /// element goes to PAUSED.
+    pub fn set_resolver(&self, resolver: Arc<dyn Resolve>) {
+        self.imp().set_resolver(resolver);
     }
 }
 

@@ -1,11 +1,13 @@
 //! The element's properties as plain values, and what they mean for a backend.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gst::glib;
 
 use crate::backend::candle::CandleSettings;
+use crate::backend::hosted::Resolve;
 use crate::backend::{BackendConfig, BackendKind, ConfigError, EditParams, Resolution};
 use crate::stream::blend::BlendMode;
 
@@ -123,6 +125,8 @@ pub struct Settings {
     pub processing_latency_ms: u32,
     /// `device`, `dtype`, `keep-text-encoder`, `lora`.
     pub candle: CandleSettings,
+    /// Set by `WanEdit::set_resolver`; `None`: the system's resolver.
+    pub resolver: Option<Arc<dyn Resolve>>,
 }
 
 impl Default for Settings {
@@ -156,6 +160,7 @@ impl Default for Settings {
             on_error: OnError::Fail,
             processing_latency_ms: 0,
             candle: CandleSettings::default(),
+            resolver: None,
         }
     }
 }
@@ -209,6 +214,7 @@ impl Settings {
             job_timeout: self.job_timeout(),
             params: self.params(),
             candle: self.candle.clone(),
+            resolver: self.resolver.clone(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A self-hosted Cog server, or a fleet of them (`endpoint=http://a:5000,http://b:5000`).
+//! A self-hosted Cog server, or a fleet of them (`endpoint=http://a:5000,http://b:5000`,
+//! or a name that resolves to several addresses: see [`super::fleet`]).
 //!
 //! Each server runs one prediction at a time. A window takes a free server, and sends
 //! `PUT /predictions/{id}` and waits for the answer: the server answers when the
@@ -13,7 +14,7 @@
 //! server that fails it, refuses the connection, or drops a prediction and then fails it,
 //! is out of the fleet; windows looking for a server check it again (at most once a
 //! second) and take it back once healthy. With every server out, a window fails with an
-//! error naming each server and why.
+//! error naming each server and why (and each name that cannot be resolved).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use super::fields::Fields;
+use super::fleet::Fleet;
 use super::http::{Call, Http, Kind};
 use super::join;
 use super::prediction::{self, ListOutput};
@@ -41,6 +43,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Server {
     pub url: Url,
+    /// The server in errors and logs: its URL without the password, and the name and
+    /// address it came from.
+    pub shown: String,
     /// One prediction at a time: Cog's default.
     slot: Arc<Semaphore>,
     /// Why the server is out of the fleet, while it is.
@@ -53,9 +58,10 @@ struct Down {
 }
 
 impl Server {
-    pub fn new(url: Url) -> Self {
+    pub fn new(url: Url, shown: String) -> Self {
         Self {
             url,
+            shown,
             slot: Arc::new(Semaphore::new(1)),
             down: Mutex::new(None),
         }
@@ -108,86 +114,87 @@ fn health(body: &Value) -> Result<(), String> {
     }
 }
 
+/// A server and its slot, taken for a window.
+type Taken = (Arc<Server>, OwnedSemaphorePermit);
+
 pub struct Cog {
-    pub servers: Vec<Server>,
+    fleet: Fleet,
     /// Where the search for a free server starts, so that the fleet is used evenly.
     next: AtomicUsize,
 }
 
 impl Cog {
-    pub fn new(servers: Vec<Server>) -> Self {
+    pub fn new(fleet: Fleet) -> Self {
         Self {
-            servers,
+            fleet,
             next: AtomicUsize::new(0),
         }
     }
 
     /// A free server that passed its health check, waiting for one if all are busy.
-    /// Servers out of the fleet are checked again on the way, and come back when healthy.
-    async fn take_server(
-        &self,
-        http: &Http,
-    ) -> Result<(usize, OwnedSemaphorePermit), BackendError> {
+    /// The fleet's names are resolved again and servers out of the fleet checked again on
+    /// the way: new servers join, and healthy ones come back.
+    async fn take_server(&self, http: &Http) -> Result<Taken, BackendError> {
         loop {
-            join_all(
-                self.servers
-                    .iter()
-                    .filter(|s| s.is_due())
-                    .map(|s| s.check(http)),
-            )
-            .await;
-            let (server, slot) = self.free_server().await?;
-            if self.servers[server].check(http).await.is_ok() {
+            let servers = self.fleet.servers(http).await;
+            join_all(servers.iter().filter(|s| s.is_due()).map(|s| s.check(http))).await;
+            if let Some((server, slot)) = self.free_server(&servers).await?
+                && server.check(http).await.is_ok()
+            {
                 return Ok((server, slot));
             }
         }
     }
 
-    /// A free server among those up; waits (at most `RECHECK`, to look at the fleet
-    /// again) while all are busy.
-    async fn free_server(&self) -> Result<(usize, OwnedSemaphorePermit), BackendError> {
-        loop {
-            let up: Vec<usize> = (0..self.servers.len())
-                .filter(|&i| self.servers[i].is_up())
-                .collect();
-            if up.is_empty() {
-                return Err(self.all_down());
-            }
-            let start = self.next.fetch_add(1, Ordering::Relaxed);
-            for i in (0..up.len()).map(|k| up[(start + k) % up.len()]) {
-                if let Ok(permit) = self.servers[i].slot.clone().try_acquire_owned() {
-                    return Ok((i, permit));
-                }
-            }
-            let waits = up
-                .iter()
-                .map(|&i| Box::pin(self.servers[i].slot.clone().acquire_owned()));
-            if let Ok((permit, k, _)) = tokio::time::timeout(RECHECK, select_all(waits)).await {
-                return Ok((up[k], permit.expect("server slots are never closed")));
+    /// A free server among those up; waits at most `RECHECK` while all are busy, then
+    /// answers `None`, to look at the fleet again.
+    async fn free_server(&self, servers: &[Arc<Server>]) -> Result<Option<Taken>, BackendError> {
+        let up: Vec<&Arc<Server>> = servers.iter().filter(|s| s.is_up()).collect();
+        if up.is_empty() {
+            return Err(self.all_down(servers));
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for server in (0..up.len()).map(|k| up[(start + k) % up.len()]) {
+            if let Ok(permit) = server.slot.clone().try_acquire_owned() {
+                return Ok(Some((server.clone(), permit)));
             }
         }
+        let waits = up
+            .iter()
+            .map(|server| Box::pin(server.slot.clone().acquire_owned()));
+        Ok(tokio::time::timeout(RECHECK, select_all(waits))
+            .await
+            .ok()
+            .map(|(permit, k, _)| {
+                let permit = permit.expect("server slots are never closed");
+                (up[k].clone(), permit)
+            }))
     }
 
-    /// The error when no server is up: each one, and why it is out.
-    fn all_down(&self) -> BackendError {
+    /// The error when no server is up: each one, and why it is out, and each name that
+    /// cannot be resolved.
+    fn all_down(&self, servers: &[Arc<Server>]) -> BackendError {
         let mut text = String::from("every Cog server is down:");
-        for server in &self.servers {
+        for server in servers {
             let why = server
                 .down
                 .lock()
                 .unwrap()
                 .as_ref()
                 .map_or_else(|| "back up".to_owned(), |down| down.why.clone());
-            let shown = super::redacted_endpoint(server.url.as_str());
-            let _ = write!(text, " {shown} ({why});");
+            let _ = write!(text, " {} ({why});", server.shown);
+        }
+        for failure in self.fleet.failures() {
+            let _ = write!(text, " {failure};");
         }
         text.pop();
         BackendError::Transport(text)
     }
 
-    fn server_of(&self, job: &Job) -> Option<&Server> {
-        self.servers
-            .iter()
+    fn server_of(&self, job: &Job) -> Option<Arc<Server>> {
+        self.fleet
+            .members()
+            .into_iter()
             .find(|s| job.poll.as_str().starts_with(s.url.as_str()))
     }
 }
@@ -201,7 +208,7 @@ impl Protocol for Cog {
     async fn create(&self, http: &Http, inputs: Inputs<'_>) -> Result<Job, BackendError> {
         let (server, slot) = self.take_server(http).await?;
         let id = format!("wanedit-{:016x}", rand::random::<u64>());
-        let base = &self.servers[server].url;
+        let base = &server.url;
         let mut job = Job::new(id.clone(), join(base, &format!("predictions/{id}"))?);
         job.cancel = Some(join(base, &format!("predictions/{id}/cancel"))?);
         job.request = Some(json!({
@@ -226,7 +233,7 @@ impl Protocol for Cog {
             }
             Err(e @ BackendError::Transport(_)) => {
                 // The server may have died under the prediction: if so, later windows go
-                // to the others.
+                // to the others. One that left the fleet is no longer asked.
                 if let Some(server) = self.server_of(job) {
                     let _ = server.check(http).await;
                 }

@@ -10,6 +10,7 @@
 //! error text.
 
 use std::net::Ipv4Addr;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -201,8 +202,9 @@ impl Auth {
 pub struct Http {
     client: reqwest::Client,
     auth: Option<Auth>,
-    /// Origins that receive the key. Output and upload URLs elsewhere get none.
-    trusted: Vec<url::Origin>,
+    /// Origins that receive the key. Output and upload URLs elsewhere get none. Shared
+    /// with the redirect policy, and grown by [`Http::trust`].
+    trusted: Arc<RwLock<Vec<url::Origin>>>,
     /// Whether the endpoint is on this machine: only then may outputs come over plain http.
     loopback: bool,
     max_output_bytes: u64,
@@ -258,7 +260,9 @@ impl Http {
         pacing: Pacing,
     ) -> Result<Self, String> {
         let loopback = endpoints.iter().all(is_loopback);
-        let trusted: Vec<url::Origin> = endpoints.iter().map(Url::origin).collect();
+        let trusted = Arc::new(RwLock::new(
+            endpoints.iter().map(Url::origin).collect::<Vec<_>>(),
+        ));
         // Each hop of a redirect is checked as the URL it came from was; no Referer tells
         // the next host the signed URL before it.
         let own = trusted.clone();
@@ -267,7 +271,8 @@ impl Http {
             if attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
             }
-            match refusal(attempt.url(), loopback, &own) {
+            let refused = refusal(attempt.url(), loopback, &own.read().unwrap());
+            match refused {
                 Some(why) => attempt.error(format!("the provider redirected to {why}")),
                 None => attempt.follow(),
             }
@@ -296,6 +301,21 @@ impl Http {
 
     pub fn pacing(&self) -> Pacing {
         self.pacing
+    }
+
+    /// Makes `url`'s origin one of the endpoint's own: an address a Cog fleet's name
+    /// resolved to is the user's server as much as the name is. Origins are never taken
+    /// back: a window may still run on an address its name no longer resolves to.
+    pub fn trust(&self, url: &Url) {
+        let origin = url.origin();
+        let mut trusted = self.trusted.write().unwrap();
+        if !trusted.contains(&origin) {
+            trusted.push(origin);
+        }
+    }
+
+    fn is_own(&self, url: &Url) -> bool {
+        self.trusted.read().unwrap().contains(&url.origin())
     }
 
     /// Sends a call, retrying what may be retried, and parses the JSON answer (`Null` when
@@ -493,7 +513,7 @@ impl Http {
             .any(|(name, _)| name == reqwest::header::AUTHORIZATION);
         self.auth
             .as_ref()
-            .filter(|_| !own && self.trusted.contains(&call.url.origin()))
+            .filter(|_| !own && self.is_own(&call.url))
     }
 
     /// The error for an answer with a failure status, with the provider's own message.
@@ -524,7 +544,8 @@ impl Http {
 
     /// Checks that a URL the provider handed out may be fetched or written to.
     pub fn check_foreign_url(&self, url: &Url) -> Result<(), BackendError> {
-        match refusal(url, self.loopback, &self.trusted) {
+        let refused = refusal(url, self.loopback, &self.trusted.read().unwrap());
+        match refused {
             Some(why) => Err(BackendError::Protocol(format!("the provider gave {why}"))),
             None => Ok(()),
         }
@@ -534,11 +555,13 @@ impl Http {
     /// or cancel URL) is on one of its own origins: requests there carry the key, and one
     /// elsewhere (another host, plain http, a private address) is never sent.
     pub fn check_own_url(&self, url: &Url) -> Result<(), BackendError> {
-        if self.trusted.contains(&url.origin()) {
+        if self.is_own(url) {
             return Ok(());
         }
         let mut own: Vec<String> = self
             .trusted
+            .read()
+            .unwrap()
             .iter()
             .map(url::Origin::ascii_serialization)
             .collect();

@@ -10,6 +10,7 @@ mod cog;
 mod endpoint;
 mod fal;
 mod fields;
+mod fleet;
 mod http;
 pub mod media;
 mod prediction;
@@ -31,6 +32,7 @@ use crate::backend::{
 };
 
 pub(crate) use self::endpoint::redacted as redacted_endpoint;
+pub use self::fleet::{Resolve, SystemResolver};
 pub use self::http::Pacing;
 
 /// Bounds on what a provider may send back, and on how long its requests may take.
@@ -206,8 +208,7 @@ pub fn create(
         })
     };
     if kind == BackendKind::Cog {
-        let servers = cog_servers(config)?;
-        let urls: Vec<Url> = servers.iter().map(|s| s.url.clone()).collect();
+        let urls = cog_endpoints(config)?;
         // Cog has no authentication of its own; a gateway in front of a fleet may.
         let key = api_key(config);
         endpoint::check_credentials(&urls, key.is_some(), config.allow_insecure_http)?;
@@ -216,16 +217,23 @@ pub fn create(
             .transpose()?;
         let fields = Fields::DIFFUSERS;
         fields.check("cog", "cog", &config.params)?;
+        let resolver = config
+            .resolver
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemResolver));
+        let fleet = fleet::Fleet::new(urls.clone(), resolver);
         let profile = Profile {
             name: "cog",
             // The user's own server runs Wan: any length Wan takes, not only what the
             // hosted models take.
             frame_counts: FrameCounts::WAN,
             reference_image: fields.reference_image.is_some(),
-            // One prediction at a time on each server.
-            max_concurrency: servers.len(),
+            // One prediction at a time on each server. How many servers a name stands for
+            // is not known ahead: `max-in-flight` bounds the windows sent to them, and
+            // windows past the servers free wait for one.
+            max_concurrency: fleet.size().unwrap_or(usize::MAX),
         };
-        let protocol = cog::Cog::new(servers);
+        let protocol = cog::Cog::new(fleet);
         return Ok(hosted(profile, protocol, http(&urls, auth)?, config));
     }
 
@@ -260,23 +268,24 @@ fn hosted(
     Arc::new(Hosted::new(profile, protocol, http, config.job_timeout))
 }
 
-fn cog_servers(config: &BackendConfig) -> Result<Vec<cog::Server>, ConfigError> {
+/// The endpoints of a Cog fleet: each one server, or a name standing for several.
+fn cog_endpoints(config: &BackendConfig) -> Result<Vec<Url>, ConfigError> {
     let endpoints = config.endpoint.as_deref().unwrap_or_default();
-    let servers: Vec<cog::Server> = endpoints
+    let urls: Vec<Url> = endpoints
         .split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
-        .map(|e| parse_endpoint(e).map(cog::Server::new))
+        .map(parse_endpoint)
         .collect::<Result<_, _>>()?;
-    if servers.is_empty() {
+    if urls.is_empty() {
         return Err(ConfigError::Invalid {
             property: "endpoint",
             why: "backend=cog needs endpoint=http://host:5000 (several servers separated by \
-                  commas)"
+                  commas, or a name that resolves to several addresses)"
                 .into(),
         });
     }
-    Ok(servers)
+    Ok(urls)
 }
 
 /// An endpoint as a base URL that joins relative paths below it.
@@ -439,6 +448,27 @@ mod tests {
             ..keyed
         };
         assert!(build(&allowed).is_ok());
+    }
+
+    #[test]
+    fn a_fleet_named_by_a_name_is_bounded_by_max_in_flight_alone() {
+        let windows_at_once = |endpoint: &str| {
+            let config = BackendConfig {
+                kind: BackendKind::Cog,
+                endpoint: Some(endpoint.into()),
+                ..Default::default()
+            };
+            let backend = create(BackendKind::Cog, &config, Limits::default()).unwrap();
+            backend.capabilities(Resolution::P480).max_concurrency
+        };
+        assert_eq!(
+            windows_at_once("http://10.0.0.1:5000,http://10.0.0.2:5000"),
+            2
+        );
+        assert_eq!(
+            windows_at_once("http://10.0.0.1:5000,http://cog.svc:5000"),
+            usize::MAX
+        );
     }
 
     #[test]

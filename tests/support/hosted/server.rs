@@ -313,7 +313,12 @@ struct Job {
 impl Mock {
     /// Starts a server for `kind` on a free port of 127.0.0.1; it runs until the test ends.
     pub fn start(kind: Kind) -> Arc<Mock> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve(kind, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Starts a server for `kind` on `listener` (an address of the test's choosing); it
+    /// runs until the test ends.
+    pub fn serve(kind: Kind, listener: std::net::TcpListener) -> Arc<Mock> {
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let mock = Arc::new(Mock {
