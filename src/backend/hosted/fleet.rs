@@ -39,7 +39,7 @@ use super::redacted_endpoint;
 
 /// How long a name's answer holds unless its resolver says otherwise: pods that start or
 /// stop are seen within this long, and a window seldom pays for a lookup.
-pub const TTL: Duration = Duration::from_secs(5);
+const TTL: Duration = Duration::from_secs(5);
 /// A resolution gives up after this long, and the last answer holds.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -58,7 +58,8 @@ pub trait Resolve: Send + Sync {
     /// The addresses `host` resolves to; `port` is the endpoint's.
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<IpAddr>>>;
 
-    /// How long an answer holds before the name is resolved again.
+    /// How long an answer holds before the name is resolved again: 5 s unless the
+    /// resolver knows better (a DNS TTL).
     fn ttl(&self) -> Duration {
         TTL
     }
@@ -89,7 +90,28 @@ pub struct Fleet {
 
 enum Endpoint {
     Fixed(Arc<Server>),
-    Named(Named),
+    Named(Box<Named>),
+}
+
+impl Endpoint {
+    /// A plain-http name is followed; anything else is one server (see the module's
+    /// documentation).
+    fn new(url: Url) -> Self {
+        let shown = redacted_endpoint(url.as_str()).into_owned();
+        match (url.scheme(), url.host(), url.port_or_known_default()) {
+            ("http", Some(Host::Domain(host)), Some(port)) if !is_loopback(&url) => {
+                Endpoint::Named(Box::new(Named {
+                    host: host.to_owned(),
+                    port,
+                    shown,
+                    url,
+                    answer: Mutex::default(),
+                    resolving: tokio::sync::Mutex::new(()),
+                }))
+            }
+            _ => Endpoint::Fixed(Arc::new(Server::new(url, shown))),
+        }
+    }
 }
 
 /// An endpoint whose name is followed.
@@ -118,29 +140,8 @@ struct Answer {
 
 impl Fleet {
     pub fn new(endpoints: Vec<Url>, resolver: Arc<dyn Resolve>) -> Self {
-        let endpoints = endpoints
-            .into_iter()
-            .map(
-                |url| match (url.scheme(), url.host(), url.port_or_known_default()) {
-                    ("http", Some(Host::Domain(host)), Some(port)) if !is_loopback(&url) => {
-                        Endpoint::Named(Named {
-                            host: host.to_owned(),
-                            port,
-                            shown: redacted_endpoint(url.as_str()).into_owned(),
-                            url,
-                            answer: Mutex::default(),
-                            resolving: tokio::sync::Mutex::new(()),
-                        })
-                    }
-                    _ => {
-                        let shown = redacted_endpoint(url.as_str()).into_owned();
-                        Endpoint::Fixed(Arc::new(Server::new(url, shown)))
-                    }
-                },
-            )
-            .collect();
         Self {
-            endpoints,
+            endpoints: endpoints.into_iter().map(Endpoint::new).collect(),
             resolver,
         }
     }
@@ -440,6 +441,13 @@ mod tests {
         assert_eq!(fleet.size(), Some(4));
         assert_eq!(urls(&fleet.servers(&http()).await), given);
         assert_eq!(script.lookups.load(Ordering::SeqCst), 0, "nothing resolved");
+    }
+
+    #[tokio::test]
+    async fn the_system_resolver_finds_this_machine() {
+        let addresses = SystemResolver.resolve("localhost", 5000).await.unwrap();
+        assert!(!addresses.is_empty());
+        assert!(addresses.iter().all(IpAddr::is_loopback), "{addresses:?}");
     }
 
     #[tokio::test]
