@@ -12,7 +12,7 @@ $sudo apt-get install -y -qq --no-install-recommends \
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools \
     gstreamer1.0-plugins-base-apps \
-    libges-1.0-dev ges1.0-tools python3-gi gir1.2-gstreamer-1.0 \
+    libges-1.0-dev ges1.0-tools python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
     libssl-dev \
     python3 python3-pip python3-venv >/dev/null
 if ! command -v cargo >/dev/null; then

@@ -230,15 +230,38 @@ fn elements_with_the_same_model_share_one_copy() {
     let key = cpu_key(case);
     let a = candle_element(case, 5);
     let b = candle_element(case, 5);
+    let mut loads = Vec::new();
     for e in [&a, &b] {
+        let pipeline = gst::Pipeline::new();
+        pipeline.add(e).unwrap();
         e.set_property("prompt", "a red ball");
         assert_eq!(
             e.set_state(gst::State::Paused),
             Ok(gst::StateChangeSuccess::Async)
         );
+        wait_paused(e);
+        let bus = pipeline.bus().unwrap();
+        let done =
+            std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Progress])).find_map(|m| {
+                match m.view() {
+                    gst::MessageView::Progress(p) if p.get().0 == gst::ProgressType::Complete => {
+                        Some(p.get().2.to_string())
+                    }
+                    _ => None,
+                }
+            });
+        loads.push(done.expect("a load-model complete message"));
+        pipeline.remove(e).unwrap();
     }
-    wait_paused(&a);
-    wait_paused(&b);
+    let model = model_dir(case);
+    assert_eq!(
+        loads,
+        [
+            format!("loaded {model} on cpu"),
+            format!("{model} on cpu already loaded: shared")
+        ],
+        "the second element loads nothing"
+    );
     assert_eq!(registry::holders(&key), 2, "two backends, one model");
     let shared = registry::lookup(&key).unwrap();
     assert!(

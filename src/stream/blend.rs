@@ -103,9 +103,7 @@ impl Samples {
             | F::Bgrp
             | F::Nv1264z32
             | F::Nv124l4
-            | F::Nv1232l32
-            | F::Nv1216l32s
-            | F::Nv128l128 => Some(Samples::U8),
+            | F::Nv1232l32 => Some(Samples::U8),
             F::I42010le
             | F::I42210le
             | F::Y44410le

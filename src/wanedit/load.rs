@@ -2,7 +2,9 @@
 //! completes asynchronously instead of blocking the application for minutes.
 //!
 //! The thread posts `progress` messages (start, then complete or error); the element
-//! commits the state change when the backend is ready.
+//! commits the state change when the backend is ready. The complete message says whether
+//! the model was loaded or found already loaded by another element of the process (a
+//! server that keeps one loaded shows that its requests load nothing).
 
 use std::sync::Arc;
 
@@ -46,9 +48,18 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("wanedit-load".into())
         .spawn(move || {
+            // Held while the backend is built, so that a model found here is the one it
+            // gets, not a copy loaded again after its last holder let go.
+            let shared = candle::model_key(&config)
+                .ok()
+                .and_then(|key| candle::registry::lookup(&key));
             let result = backend::create(&config);
             if let Some(element) = weak.upgrade() {
                 let (kind, text) = match &result {
+                    Ok(_) if shared.is_some() => (
+                        gst::ProgressType::Complete,
+                        format!("{what} already loaded: shared"),
+                    ),
                     Ok(_) => (gst::ProgressType::Complete, format!("loaded {what}")),
                     Err(e) => (gst::ProgressType::Error, format!("cannot load {what}: {e}")),
                 };

@@ -14,8 +14,8 @@ mod vace;
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::Tensor;
 use futures::future::BoxFuture;
@@ -78,10 +78,6 @@ pub struct CandleBackend {
     model: Arc<SharedModel>,
     keep_text_encoder: bool,
     jobs: AtomicU64,
-    /// Held by the thread running a window. A window dropped mid-step keeps its thread
-    /// until the step ends; the next window waits for it instead of running beside it
-    /// (twice the activations on the GPU).
-    turn: Arc<Mutex<()>>,
     /// What a VACE model is given besides the windows (nothing for other models).
     stills: Arc<vace::Stills>,
 }
@@ -107,7 +103,6 @@ impl CandleBackend {
             model,
             keep_text_encoder,
             jobs: AtomicU64::new(0),
-            turn: Arc::default(),
             stills: Arc::new(stills),
         };
         let params = &config.params;
@@ -161,7 +156,6 @@ impl Backend for CandleBackend {
 
     fn edit(&self, request: EditRequest) -> BoxFuture<'static, Result<EditedClip, BackendError>> {
         let model = self.model.clone();
-        let turn = self.turn.clone();
         let stills = self.stills.clone();
         let job = self.jobs.fetch_add(1, Ordering::Relaxed);
         Box::pin(async move {
@@ -173,7 +167,7 @@ impl Backend for CandleBackend {
             let cancel = CancelOnDrop::default();
             let cancelled = cancel.flag();
             tokio::task::spawn_blocking(move || {
-                let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
+                let _turn = model.turn();
                 run(&model, &stills, request, &cancelled)
             })
             .await

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use candle_core::{DType, Tensor};
 
@@ -54,6 +54,8 @@ pub struct SharedModel {
     keepers: AtomicUsize,
     /// Noise every edit starts from instead of a seeded draw.
     pinned_noise: Mutex<Option<Tensor>>,
+    /// Held by the thread running a window, see [`SharedModel::turn`].
+    turn: Mutex<()>,
 }
 
 /// Says in the debug log which attention the model runs with: a warning when the fused
@@ -94,7 +96,17 @@ impl SharedModel {
             embeddings: Mutex::default(),
             keepers: AtomicUsize::new(0),
             pinned_noise: Mutex::default(),
+            turn: Mutex::default(),
         })
+    }
+
+    /// Taken by the thread running a window: the windows of every element sharing the
+    /// model run one after another, as they would share its device anyway. A window
+    /// dropped mid-step keeps its thread until the step ends; the next one, from this
+    /// element or another (a server's next request), waits for it instead of running
+    /// beside it with twice the activations.
+    pub fn turn(&self) -> MutexGuard<'_, ()> {
+        self.turn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn key(&self) -> &ModelKey {

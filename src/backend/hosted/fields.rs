@@ -31,6 +31,8 @@ pub struct Fields {
     pub steps: Option<&'static str>,
     pub guidance_scale: Option<&'static str>,
     pub strength: Option<&'static str>,
+    /// The scheduler's shift (only a server of the user's own exposes it).
+    pub flow_shift: Option<&'static str>,
     /// The resolution input and the value sent for each class.
     pub resolution: Option<(&'static str, ResolutionValue)>,
 }
@@ -47,6 +49,7 @@ impl Fields {
         steps: None,
         guidance_scale: None,
         strength: None,
+        flow_shift: None,
         resolution: Some(("resolution", |_| "720p")),
     };
 
@@ -60,6 +63,7 @@ impl Fields {
         steps: Some("num_inference_steps"),
         guidance_scale: Some("guidance_scale"),
         strength: Some("strength"),
+        flow_shift: Some("flow_shift"),
         resolution: None,
     };
 
@@ -102,8 +106,11 @@ impl Fields {
                 !params.reference_images.is_empty(),
                 self.reference_image.is_some(),
             ),
-            // No hosted model exposes its scheduler's shift.
-            ("flow-shift", params.flow_shift.is_some(), false),
+            (
+                "flow-shift",
+                params.flow_shift.is_some(),
+                self.flow_shift.is_some(),
+            ),
         ];
         match set.iter().find(|(_, set, taken)| *set && !*taken) {
             Some((property, ..)) => Err(unsupported(property)),
@@ -130,6 +137,7 @@ impl Fields {
         put(self.steps, params.num_inference_steps.map(|v| json!(v)));
         put(self.guidance_scale, params.guidance_scale.map(|v| json!(v)));
         put(self.strength, params.strength.map(|v| json!(v)));
+        put(self.flow_shift, params.flow_shift.map(|v| json!(v)));
         put(
             self.resolution.map(|(field, _)| field),
             self.resolution.map(|(_, value)| json!(value(resolution))),
@@ -172,6 +180,16 @@ mod tests {
         );
         let input = Fields::DIFFUSERS.input(&inputs(&params), Resolution::P480);
         assert!(!input.contains_key("strength") && !input.contains_key("resolution"));
+        let shifted = EditParams {
+            flow_shift: Some(3.0),
+            ..params
+        };
+        let input = Fields::DIFFUSERS.input(&inputs(&shifted), Resolution::P480);
+        assert_eq!(
+            input["flow_shift"],
+            json!(3.0),
+            "a Cog server of our own takes it"
+        );
     }
 
     #[test]
@@ -190,5 +208,16 @@ mod tests {
              no such input; unset it or choose another model"
         );
         assert!(Fields::DIFFUSERS.check("cog", "cog", &params).is_ok());
+        let shifted = EditParams {
+            flow_shift: Some(3.0),
+            ..params
+        };
+        assert!(Fields::DIFFUSERS.check("cog", "cog", &shifted).is_ok());
+        let only_shift = EditParams {
+            strength: None,
+            ..shifted
+        };
+        let error = Fields::WAN27.check("fal", "fal-ai/wan-27", &only_shift);
+        assert!(error.unwrap_err().to_string().contains("flow-shift"));
     }
 }

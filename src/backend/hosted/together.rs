@@ -32,6 +32,7 @@ pub const FIELDS: Fields = Fields {
     steps: Some("steps"),
     guidance_scale: Some("guidance_scale"),
     strength: None,
+    flow_shift: None,
     resolution: None,
 };
 
