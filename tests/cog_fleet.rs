@@ -10,6 +10,7 @@ mod hosted;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,17 +29,27 @@ const TTL: Duration = Duration::from_millis(50);
 
 /// Answers for each name the last octets of the 127.0.0.x addresses the test gave it.
 #[derive(Default)]
-struct Names(Mutex<HashMap<&'static str, Vec<u8>>>);
+struct Names {
+    answers: Mutex<HashMap<&'static str, Vec<u8>>>,
+    lookups: AtomicUsize,
+}
 
 impl Names {
     fn answer(&self, name: &'static str, hosts: &[u8]) {
-        self.0.lock().unwrap().insert(name, hosts.to_vec());
+        self.answers.lock().unwrap().insert(name, hosts.to_vec());
+    }
+
+    /// Waits until the element has asked again.
+    fn wait_for_a_lookup(&self) {
+        let from = self.lookups.load(Ordering::SeqCst);
+        wait_until(|| self.lookups.load(Ordering::SeqCst) > from);
     }
 }
 
 impl Resolve for Names {
     fn resolve(&self, host: &str, _port: u16) -> BoxFuture<'static, io::Result<Vec<IpAddr>>> {
-        let answer = match self.0.lock().unwrap().get(host) {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let answer = match self.answers.lock().unwrap().get(host) {
             Some(hosts) => Ok(hosts
                 .iter()
                 .map(|&h| IpAddr::V4(Ipv4Addr::new(127, 0, 0, h)))
@@ -100,17 +111,22 @@ fn predictions(mocks: &[Arc<Mock>]) -> Vec<usize> {
     mocks.iter().map(|m| m.count(Route::Create)).collect()
 }
 
+/// Waits until `ready` holds, or a minute has passed.
+fn wait_until(ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Waits (on a thread of its own) until `ready` holds, then runs `then`.
-fn when(
+fn when<T: Send + 'static>(
     ready: impl Fn() -> bool + Send + 'static,
-    then: impl FnOnce() + Send + 'static,
-) -> std::thread::JoinHandle<()> {
+    then: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ready() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        then();
+        wait_until(ready);
+        then()
     })
 }
 
@@ -140,10 +156,7 @@ fn a_name_that_resolves_to_two_addresses_then_three_sends_windows_to_all() {
         "every address edited: {sent:?}"
     );
     for mock in &mocks {
-        assert_eq!(
-            mock.most_running.load(std::sync::atomic::Ordering::SeqCst),
-            1
-        );
+        assert_eq!(mock.most_running.load(Ordering::SeqCst), 1);
     }
 }
 
@@ -165,6 +178,44 @@ fn a_comma_list_of_two_names_is_one_fleet() {
     assert!(
         sent.iter().all(|&n| n >= 1),
         "every address edited: {sent:?}"
+    );
+}
+
+#[test]
+fn a_pod_that_leaves_the_answer_finishes_its_window_and_gets_no_other() {
+    let (mocks, port) = servers(3);
+    let leaving = mocks[2].clone();
+    // Its first prediction is still running when it leaves.
+    *leaving.job_time.lock().unwrap() = Duration::from_secs(1);
+    let names = Arc::new(Names::default());
+    names.answer("cog.test", &[1, 2, 3]);
+    let scale_down = {
+        let (watched, leaving, names) = (leaving.clone(), leaving.clone(), names.clone());
+        when(
+            move || watched.count(Route::Create) >= 1,
+            move || {
+                names.answer("cog.test", &[1, 2]);
+                names.wait_for_a_lookup();
+                // Past a window that had taken it and was checking its health.
+                std::thread::sleep(Duration::from_millis(100));
+                leaving.count(Route::Create)
+            },
+        )
+    };
+    let outcome = stream(&format!("http://cog.test:{port}"), &names, "", FRAMES);
+    let before_leaving = scale_down.join().unwrap();
+    outcome.assert_frames(FRAMES, invert);
+    assert_eq!(
+        leaving.count(Route::Create),
+        before_leaving,
+        "no window after it left"
+    );
+    let sent = predictions(&mocks);
+    assert_eq!(sent.iter().sum::<usize>(), 15, "{sent:?}");
+    assert_eq!(
+        outcome.window_errors("retrying"),
+        Vec::<String>::new(),
+        "its window finished there"
     );
 }
 

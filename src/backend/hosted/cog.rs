@@ -139,6 +139,8 @@ impl Cog {
             let servers = self.fleet.servers(http).await;
             join_all(servers.iter().filter(|s| s.is_due()).map(|s| s.check(http))).await;
             if let Some((server, slot)) = self.free_server(&servers).await?
+                // Its name may have stopped resolving to it while the window waited.
+                && self.fleet.holds(&server)
                 && server.check(http).await.is_ok()
             {
                 return Ok((server, slot));

@@ -181,6 +181,11 @@ impl Fleet {
         servers
     }
 
+    /// Whether `server` is still one of the fleet's.
+    pub fn holds(&self, server: &Arc<Server>) -> bool {
+        self.members().iter().any(|s| Arc::ptr_eq(s, server))
+    }
+
     /// Each name whose last resolution failed, and why, for the error that every server
     /// is down.
     pub fn failures(&self) -> Vec<String> {
@@ -395,6 +400,7 @@ mod tests {
             Arc::ptr_eq(&before[1], &after[0]),
             "an address that stays is the same server, with its slot"
         );
+        assert!(!fleet.holds(&before[0]) && fleet.holds(&after[1]));
         for server in &after {
             let job = Url::parse(&format!("{}predictions/p1", server.url)).unwrap();
             assert!(http.check_own_url(&job).is_ok(), "{job}");
