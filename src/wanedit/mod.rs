@@ -20,8 +20,9 @@
  * - `replicate`, `fal`, `wavespeed`, `together`: hosted Wan models, with the provider's
  *   key from `api-key` or its environment variable (REPLICATE_API_TOKEN, FAL_KEY,
  *   WAVESPEED_API_KEY, TOGETHER_API_KEY).
- * - `cog`: self-hosted Cog servers (`endpoint`, several separated by commas), one window
- *   at a time on each.
+ * - `cog`: self-hosted Cog servers (`endpoint`, several separated by commas, or an http
+ *   name that resolves to several addresses, as a Kubernetes headless Service does: one
+ *   server each, the name followed as pods come and go), one window at a time on each.
  * - `auto` (the default): `candle` for a model directory, else the first provider whose
  *   key is in the environment.
  *
@@ -56,6 +57,8 @@
  *     wanedit backend=cog endpoint=http://gpu1:5000,http://gpu2:5000 max-in-flight=4 \
  *     prompt="warm the light" ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
  * ]| Spreads the windows over a fleet of two Cog servers on the local network.
+ * `endpoint=http://wanedit-cog.default.svc.cluster.local:5000` spreads them over the pods
+ * of a headless Service (set `max-in-flight` to the most pods it scales to).
  * |[
  * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
  *     wanedit backend=candle model=/models/Wan2.1-T2V-1.3B-Diffusers device=cuda \

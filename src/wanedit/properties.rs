@@ -42,7 +42,8 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         ),
         string(
             "endpoint",
-            "Base URL of the provider or Cog server; for cog, several separated by commas. \
+            "Base URL of the provider or Cog server; for cog, several separated by commas, \
+             or an http name standing for every address it resolves to (followed every 5 s). \
              A user:password@ in it is sent as basic auth and reads back as ***@ \
              (unset: the provider's public API; cog needs one)",
         ),

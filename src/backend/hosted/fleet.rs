@@ -53,7 +53,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// Resolves the names of a Cog fleet's endpoints to addresses. The system's resolver
 /// ([`SystemResolver`]) unless the application sets its own
-/// (`WanEdit::set_resolver`), as a test does.
+/// ([`crate::WanEdit::set_resolver`]), as a test does.
 pub trait Resolve: Send + Sync {
     /// The addresses `host` resolves to; `port` is the endpoint's.
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<IpAddr>>>;
