@@ -353,8 +353,7 @@ fn a_flushing_seek_cancels_the_served_window_within_a_step() {
     // The steps the window had left: progress runs from 0 to 1 over its steps.
     let progress: f64 = log
         .lines()
-        .filter(|l| l.contains(STEP) && timestamp(l) <= cancel)
-        .last()
+        .rfind(|l| l.contains(STEP) && timestamp(l) <= cancel)
         .and_then(|l| l.split(STEP).nth(1)?.split('"').next()?.trim().parse().ok())
         .unwrap();
     let per_step = progress / (before.len() - 1) as f64;
