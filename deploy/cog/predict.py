@@ -104,54 +104,36 @@ def next_message(bus):
         if code == "load-model":
             log(text)
         return None
-    structure = message.get_structure()
     if message.type == Gst.MessageType.ELEMENT:
         # One line per denoising step: a cancellation shows which step it stopped at.
+        structure = message.get_structure()
         if structure.get_name() == "wanedit-window" and structure.get_value("state") == "running":
             log(f"step progress {structure.get_value('progress'):.3f}")
         return None
     return message
 
 
-def error_text(message):
-    error, debug = message.parse_error()
-    return f"{error.message} ({debug})" if debug else error.message
-
-
-def wait_paused(pipeline):
-    """Takes `pipeline` to PAUSED, which loads the model; raises with the element's
-    error if it cannot."""
-    pipeline.set_state(Gst.State.PAUSED)
-    bus = pipeline.get_bus()
-    while True:
-        message = next_message(bus)
-        if message is None:
-            continue
-        if message.type == Gst.MessageType.ERROR:
-            pipeline.set_state(Gst.State.NULL)
-            raise RuntimeError(error_text(message))
-        if message.type == Gst.MessageType.ASYNC_DONE:
-            return
-
-
-def run(pipeline, what):
-    """Plays `pipeline` to its end; an error on its bus is raised with the element's
-    text. A cancellation raised while it runs stops the pipeline, which stops the model
-    at its next denoising step."""
+def reach(pipeline, state, until):
+    """Takes `pipeline` to `state` and reads its bus until a message of type `until`
+    (ASYNC_DONE once PAUSED has loaded the model, EOS once a clip is edited). An error on
+    the bus is raised with the element's text; on an error or a cancellation raised
+    meanwhile, the pipeline goes to NULL, which stops the model at its next step."""
     bus = pipeline.get_bus()
     try:
-        if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            raise RuntimeError(f"{what}: the pipeline would not start")
+        if pipeline.set_state(state) == Gst.StateChangeReturn.FAILURE:
+            raise RuntimeError("the pipeline would not start")
         while True:
             message = next_message(bus)
             if message is None:
                 continue
-            if message.type == Gst.MessageType.EOS:
-                return
             if message.type == Gst.MessageType.ERROR:
-                raise RuntimeError(f"{what}: {error_text(message)}")
-    finally:
+                error, debug = message.parse_error()
+                raise RuntimeError(f"{error.message} ({debug})" if debug else error.message)
+            if message.type == until:
+                return
+    except BaseException:
         pipeline.set_state(Gst.State.NULL)
+        raise
 
 
 class Predictor(BasePredictor):
@@ -180,7 +162,7 @@ class Predictor(BasePredictor):
         self.configure(holder, {})
         self.keeper.add(holder)
         try:
-            wait_paused(self.keeper)
+            reach(self.keeper, Gst.State.PAUSED, Gst.MessageType.ASYNC_DONE)
         except RuntimeError as error:
             raise self.failed(
                 f"cannot load {model}: {error}. Check WANEDIT_MODEL (a model directory or a "
@@ -266,6 +248,11 @@ class Predictor(BasePredictor):
         pipeline.get_by_name("src").set_property("location", str(video))
         pipeline.get_by_name("sink").set_property("location", str(out))
         self.configure(pipeline.get_by_name("edit"), settings)
-        run(pipeline, f"editing {width}x{height} clip")
+        try:
+            reach(pipeline, Gst.State.PLAYING, Gst.MessageType.EOS)
+        except RuntimeError as error:
+            raise RuntimeError(f"editing a {width}x{height} clip: {error}") from None
+        finally:
+            pipeline.set_state(Gst.State.NULL)
         log(f"edited a {width}x{height} clip for prompt {prompt!r}")
         return out
