@@ -9,6 +9,7 @@
 mod cog;
 #[path = "support/files.rs"]
 mod files;
+mod support;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,10 @@ use std::time::{Duration, Instant};
 use cog::{CogServer, Predictor};
 use gst::prelude::*;
 
-const WIDTH: usize = 64;
-const HEIGHT: usize = 64;
+/// The streams' frame size; the seek's is larger, so that its steps are long enough for
+/// a window not cancelled to outlast the bound by far.
+const SIZE: (usize, usize) = (64, 64);
+const SEEK_SIZE: (usize, usize) = (96, 96);
 const RATE: i32 = 25;
 /// Windows of 9 frames overlapping by 2: four windows.
 const FRAMES: u64 = 30;
@@ -39,19 +42,8 @@ fn served_model() -> Predictor {
     Predictor::served_model(&model_dir(), &files::plugin_dir())
 }
 
-fn init() {
-    gst::init().unwrap();
-    gst::Element::register(
-        None,
-        "wanedit",
-        gst::Rank::NONE,
-        gstwanedit::WanEdit::static_type(),
-    )
-    .unwrap();
-}
-
-fn caps() -> gst::Caps {
-    gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, WIDTH as u32, HEIGHT as u32)
+fn caps((w, h): (usize, usize)) -> gst::Caps {
+    gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, w as u32, h as u32)
         .fps(gst::Fraction::new(RATE, 1))
         .build()
         .unwrap()
@@ -64,8 +56,7 @@ fn pts(n: u64) -> gst::ClockTime {
 }
 
 /// Input frame `n`: diagonal bands that move from frame to frame, in luma and chroma.
-fn frame(n: u64) -> gst::Buffer {
-    let (w, h) = (WIDTH, HEIGHT);
+fn frame(n: u64, (w, h): (usize, usize)) -> gst::Buffer {
     let mut data = Vec::with_capacity(w * h * 3 / 2);
     data.extend(
         (0..h)
@@ -115,7 +106,7 @@ fn remote(servers: &[&str], steps: u32) -> gst::Element {
 fn edit(element: &gst::Element) -> Vec<(gst::ClockTime, Vec<u8>)> {
     let pipeline = gst::Pipeline::new();
     let src = gst_app::AppSrc::builder()
-        .caps(&caps())
+        .caps(&caps(SIZE))
         .format(gst::Format::Time)
         .build();
     let sink = gst_app::AppSink::builder().sync(false).build();
@@ -125,7 +116,7 @@ fn edit(element: &gst::Element) -> Vec<(gst::ClockTime, Vec<u8>)> {
     gst::Element::link_many([src.upcast_ref(), element, sink.upcast_ref()]).unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     for n in 0..FRAMES {
-        src.push_buffer(frame(n)).unwrap();
+        src.push_buffer(frame(n, SIZE)).unwrap();
     }
     src.end_of_stream().unwrap();
     let bus = pipeline.bus().unwrap();
@@ -168,7 +159,7 @@ fn assert_like(served: &[(gst::ClockTime, Vec<u8>)], local: &[(gst::ClockTime, V
         lowest = lowest.min(db);
     }
     // Not the input passed through: the model edited it.
-    let input = frame(0).map_readable().unwrap().to_vec();
+    let input = frame(0, SIZE).map_readable().unwrap().to_vec();
     assert!(
         psnr(&local[0].1, &input) < 30.0,
         "the model changes the frames"
@@ -182,7 +173,7 @@ fn count(log: &str, what: &str) -> usize {
 
 #[test]
 fn two_served_models_edit_like_the_model_in_process() {
-    init();
+    support::init();
     let (a, b) = (
         CogServer::start(&served_model()),
         CogServer::start(&served_model()),
@@ -221,13 +212,13 @@ fn a_served_model_that_cannot_load_says_setup_failed() {
     );
 }
 
-/// Waits (60 s at most) until `server`'s log holds `what`.
-fn wait_for_log(server: &CogServer, what: &str) {
+/// Waits (60 s at most) until `server`'s log holds `what` `times` times.
+fn wait_for_log(server: &CogServer, what: &str, times: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !server.log().contains(what) {
+    while count(&server.log(), what) < times {
         assert!(
             Instant::now() < deadline,
-            "no {what:?} in:\n{}",
+            "no {times} {what:?} in:\n{}",
             server.log()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -236,7 +227,7 @@ fn wait_for_log(server: &CogServer, what: &str) {
 
 #[test]
 fn a_server_killed_mid_stream_leaves_its_windows_to_the_other() {
-    init();
+    support::init();
     // Enough steps that a window runs for a while on the server killed under it.
     const STEPS: u32 = 30;
     let a = Arc::new(Mutex::new(CogServer::start(&served_model())));
@@ -246,7 +237,7 @@ fn a_server_killed_mid_stream_leaves_its_windows_to_the_other() {
         let a = a.clone();
         std::thread::spawn(move || {
             let mut a = a.lock().unwrap();
-            wait_for_log(&a, "wanedit: step progress");
+            wait_for_log(&a, "wanedit: step progress", 1);
             a.kill();
         })
     };
@@ -289,24 +280,22 @@ fn times_of(log: &str, what: &str) -> Vec<f64> {
 
 #[test]
 fn a_flushing_seek_cancels_the_served_window_within_a_step() {
-    init();
+    support::init();
     // As many steps as a window may take: run to its end, it would last long after the
     // seek.
     const STEPS: u32 = 1000;
     const STEP: &str = "wanedit: step progress";
     let server = CogServer::start(&served_model());
     let element = remote(&[&server.url], STEPS);
+    // Every one of the steps runs.
+    element.set_property("strength", 1.0);
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps(caps());
+    h.set_src_caps(caps(SEEK_SIZE));
     h.play();
     for n in 0..9 {
-        h.push(frame(n)).unwrap();
+        h.push(frame(n, SEEK_SIZE)).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&server.log(), STEP) < 5 {
-        assert!(Instant::now() < deadline, "no steps:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_log(&server, STEP, 5);
 
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
@@ -318,7 +307,7 @@ fn a_flushing_seek_cancels_the_served_window_within_a_step() {
         >::new()))
     );
     for n in 100..109 {
-        h.push(frame(n)).unwrap();
+        h.push(frame(n, SEEK_SIZE)).unwrap();
     }
     assert!(h.push_event(gst::event::Eos::new()));
     let mut out = Vec::new();
